@@ -1,0 +1,14 @@
+"""Post-generation hooks of the pyembed Rust project template.
+
+Copier runs them after `copier copy` (see `_tasks` in copier.yml); a generated
+project carries a copy in tools/hooks, so the same commands work later without
+Copier: `python3 tools/hooks check` and `python3 tools/hooks build`.
+
+Modules, one concern each:
+- report: how problems and progress are printed;
+- project: the generated project (answers, support table, Cargo metadata);
+- interpreter: finding the Python the build will link, as PyO3 does, and vetting it;
+- artifacts: step 1 of the two-step build (PyOxidizer, or a local stand-in);
+- cargo: step 2, `cargo build` in build-mode-prebuilt-artifacts;
+- cli: the command-line entry and its exit-status policy.
+"""

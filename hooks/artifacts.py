@@ -1,0 +1,192 @@
+"""Step 1 of the two-step build: the artifacts build.rs reads in
+build-mode-prebuilt-artifacts.
+
+PyOxidizer's `run-build-script` produces them from pyoxidizer.bzl, with a
+Python distribution it downloads. When it is missing or fails (offline, for
+one), a local stand-in writes the two files the cargo step needs from the
+vetted interpreter: that build links the local Python and is not a
+relocatable, self-contained build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
+
+from .interpreter import Interpreter
+from .project import Project
+from .report import HookError, note, say
+
+CONFIG_RS = "default_python_config.rs"
+PYO3_CONFIG = "pyo3-build-config-file.txt"
+PYOXIDIZER_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    directory: Path
+    provider: str  # "pyoxidizer" or "local"
+
+    @property
+    def pyo3_config(self) -> Path:
+        return self.directory / PYO3_CONFIG
+
+
+def pyoxidizer_exe(environ: Mapping[str, str] | None = None) -> str | None:
+    """PYOXIDIZER_EXE, else `pyoxidizer` on PATH (what build.rs would run)."""
+    env = os.environ if environ is None else environ
+    if env.get("PYOXIDIZER_EXE"):
+        return env["PYOXIDIZER_EXE"]
+    try:
+        return str(local.which("pyoxidizer"))
+    except CommandNotFound:
+        return None
+
+
+def cargo_environment(project: Project, target: str, profile: str) -> dict[str, str]:
+    """What cargo gives a build script, which `run-build-script` expects
+    (`TARGET` is a triple, PyOxidizer issue 366)."""
+    return {
+        "CARGO_MANIFEST_DIR": str(project.root),
+        "TARGET": target,
+        "PROFILE": profile,
+        "OUT_DIR": str(project.artifact_dir),
+    }
+
+
+def run_pyoxidizer(
+    exe: str, project: Project, target: str, profile: str, timeout: float
+) -> Artifacts:
+    """`pyoxidizer --system-rust run-build-script build.rs`, as the seed describes."""
+    env = cargo_environment(project, target, profile)
+    say(f"Running {exe} run-build-script build.rs (TARGET={target}, PROFILE={profile}).")
+    command = local[exe]["--system-rust", "run-build-script", "build.rs"]
+    try:
+        with local.cwd(project.root), local.env(**env):
+            code, out, err = command.run(retcode=None, timeout=timeout)
+    except ProcessTimedOut as error:
+        raise HookError(
+            f"`{exe} run-build-script` did not finish within {timeout:.0f} s and was stopped.",
+            "Raise the limit with --pyoxidizer-timeout SECONDS, or use --artifacts local.",
+        ) from error
+    except OSError as error:
+        raise HookError(
+            f"`{exe}` cannot be run ({error.strerror or error}).",
+            "Fix PYOXIDIZER_EXE or the PATH, or use --artifacts local.",
+        ) from error
+    if code != 0:
+        raise HookError(
+            f"`pyoxidizer run-build-script` failed (exit status {code}): {first_error(err + out)}",
+            "Offline, PyOxidizer cannot download its Python distribution; pyoxidizer.bzl "
+            "shows how to use a local one (PYTHON_DIST_PATH).",
+        )
+    missing = [name for name in (CONFIG_RS, PYO3_CONFIG) if not (env_dir(env) / name).is_file()]
+    if missing:
+        raise HookError(
+            f"`pyoxidizer run-build-script` succeeded but wrote no {' or '.join(missing)} "
+            f"into {env['OUT_DIR']}.",
+            "Check that pyoxidizer.bzl still registers a target with default_build_script=True.",
+        )
+    return Artifacts(env_dir(env), "pyoxidizer")
+
+
+def env_dir(env: Mapping[str, str]) -> Path:
+    return Path(env["OUT_DIR"])
+
+
+def first_error(output: str) -> str:
+    """The line that says what went wrong, for a one-line report."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith("error"):
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def write_local(project: Project, python: Interpreter) -> Artifacts:
+    """The stand-in: the vetted interpreter's pyo3 configuration, and an
+    interpreter configuration that is the project's own src/python_config.rs."""
+    directory = project.artifact_dir
+    config_rs = project.root / "src" / "python_config.rs"
+    if not config_rs.is_file():
+        raise HookError(
+            f"{config_rs} is missing; the local artifacts reuse it.",
+            "Restore it from version control, or `copier update` the project.",
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / PYO3_CONFIG).write_text(python.pyo3_config(), encoding="utf-8")
+    (directory / CONFIG_RS).write_text(
+        "// Written by tools/hooks (local artifacts): the project's own interpreter\n"
+        f"// configuration, linking {python.describe}.\n"
+        f"include!({rust_string(str(config_rs))});\n",
+        encoding="utf-8",
+    )
+    return Artifacts(directory, "local")
+
+
+def rust_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def produce(
+    project: Project,
+    python: Interpreter | None,
+    target: str,
+    profile: str,
+    mode: str = "auto",
+    timeout: float = PYOXIDIZER_TIMEOUT,
+) -> Artifacts:
+    """Artifacts into target/out: PyOxidizer's when it works, else the local stand-in.
+
+    `mode` is "auto", "pyoxidizer" (no fallback) or "local" (no PyOxidizer).
+    `python` is the vetted interpreter, or None when it failed the check.
+    """
+    fresh_directory(project.artifact_dir)
+    exe = pyoxidizer_exe() if mode != "local" else None
+    if exe:
+        try:
+            return run_pyoxidizer(exe, project, target, profile, timeout)
+        except HookError as error:
+            if mode == "pyoxidizer":
+                raise
+            note(f"{error.problem} Falling back to local artifacts.")
+            fresh_directory(project.artifact_dir)
+    elif mode == "pyoxidizer":
+        raise HookError(
+            "pyoxidizer is not installed (no PYOXIDIZER_EXE, no `pyoxidizer` on PATH).",
+            "Install it with `pip install pyoxidizer==0.24.0`, or use --artifacts auto.",
+        )
+    elif mode == "auto":
+        note("pyoxidizer is not installed (no PYOXIDIZER_EXE, no `pyoxidizer` on PATH).")
+    if python is None:
+        raise HookError(
+            "The local artifacts need a usable Python, and the check above found none.",
+            "Fix the problem it names, then run `python3 tools/hooks build` again.",
+        )
+    artifacts = write_local(project, python)
+    note(
+        f"Using local artifacts: the program links {python.describe} and needs that "
+        "installation at run time. This is not a relocatable, self-contained build; "
+        "PyOxidizer's own artifacts are."
+    )
+    return artifacts
+
+
+def fresh_directory(directory: Path) -> None:
+    """Empty target/out: stale PyOxidizer files must not mix with new ones."""
+    try:
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+    except OSError as error:
+        raise HookError(
+            f"Cannot prepare {directory} for the artifacts ({error.strerror or error}).",
+            "Make the project's target folder writable (or remove it), then run "
+            "`python3 tools/hooks build` again.",
+        ) from error

@@ -1,0 +1,145 @@
+"""Step 2 of the two-step build: cargo in build-mode-prebuilt-artifacts, and
+what the hooks ask rustc and cargo about the target and the package."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
+
+from .artifacts import Artifacts
+from .project import Project
+from .report import HookError, note
+
+TOOL_TIMEOUT = 120.0
+JEMALLOC_FEATURES = ("global-allocator-jemalloc", "allocator-jemalloc")
+
+
+def tool(name: str) -> str:
+    try:
+        return str(local.which(name))
+    except CommandNotFound:
+        raise HookError(
+            f"`{name}` is not on PATH, and the build needs it.",
+            "Install Rust (https://rustup.rs) or add ~/.cargo/bin to PATH, then run "
+            "`python3 tools/hooks build` again.",
+        ) from None
+
+
+def _run(args: list[str], cwd: Path | None = None) -> str:
+    try:
+        with local.cwd(cwd or Path.cwd()):
+            code, out, err = local[tool(args[0])][args[1:]].run(retcode=None, timeout=TOOL_TIMEOUT)
+    except ProcessTimedOut as error:
+        raise HookError(
+            f"`{' '.join(args)}` did not answer within {TOOL_TIMEOUT:.0f} s.",
+            "Check the Rust installation.",
+        ) from error
+    if code != 0:
+        detail = (err or out).strip().splitlines()
+        raise HookError(
+            f"`{' '.join(args)}` failed (exit status {code})"
+            + (f": {detail[-1]}" if detail else "."),
+            "Check the Rust installation (`rustup show`), then run the command again.",
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    triple: str
+    pointer_width: int
+    windows: bool
+
+
+def target(triple: str | None = None) -> Target:
+    """The target triple (rustc's host unless given) and what the build needs of it."""
+    host = re.search(r"^host: (\S+)", _run(["rustc", "-vV"]), re.MULTILINE)
+    if not host:
+        raise HookError("`rustc -vV` printed no host triple.", "Check the Rust installation.")
+    triple = triple or host.group(1)
+    cfg = _run(["rustc", "--print", "cfg", "--target", triple])
+    width = re.search(r'^target_pointer_width="(\d+)"', cfg, re.MULTILINE)
+    return Target(
+        triple=triple,
+        pointer_width=int(width.group(1)) if width else 64,
+        windows='target_family="windows"' in cfg,
+    )
+
+
+def package(project: Project) -> dict:
+    """The package as Cargo reads Cargo.toml (the user may have edited it)."""
+    metadata = json.loads(
+        _run(["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=project.root)
+    )
+    root = str(project.root / "Cargo.toml")
+    for candidate in metadata["packages"]:
+        if str(Path(candidate["manifest_path"]).resolve()) == root:
+            return candidate
+    raise HookError(f"cargo metadata does not list {root}.", "Check Cargo.toml.")
+
+
+def prebuilt_features(default: list[str], windows: bool) -> list[str]:
+    """The default features with build-mode-prebuilt-artifacts as the build mode,
+    so allocators stay what the project (and its interpreter config) chose."""
+    features = ["build-mode-prebuilt-artifacts"]
+    features += [f for f in default if not f.startswith("build-mode-")]
+    if windows and any(f in features for f in JEMALLOC_FEATURES):
+        note("jemalloc does not exist on Windows: building without the jemalloc features.")
+        features = [f for f in features if f not in JEMALLOC_FEATURES]
+    return features
+
+
+def build(
+    project: Project,
+    artifacts: Artifacts,
+    features: list[str],
+    target_triple: str | None,
+    release: bool,
+) -> Path:
+    """Run cargo with the artifacts; stream its output; return the executable."""
+    args = ["build", "--no-default-features", "--features", " ".join(features)]
+    args += ["--message-format", "json-render-diagnostics"]
+    if release:
+        args.append("--release")
+    if target_triple:
+        args += ["--target", target_triple]
+    env = {
+        "PYOXIDIZER_ARTIFACT_DIR": str(artifacts.directory),
+        # pyo3 is configured before build.rs runs, so only cargo's environment
+        # can point it at the artifacts' Python (PyOxidizer issues 476, 498).
+        "PYO3_CONFIG_FILE": str(artifacts.pyo3_config),
+    }
+    cargo = local[tool("cargo")][args]
+    # cargo prints progress and diagnostics on stderr (left on the terminal)
+    # and one JSON message per line on stdout, which names the executable.
+    with local.cwd(project.root), local.env(**env):
+        process = cargo.popen(stdout=subprocess.PIPE, stderr=None)
+        executable = None
+        assert process.stdout is not None
+        for line in process.stdout:
+            message = _json(line)
+            if message.get("reason") == "compiler-artifact" and message.get("executable"):
+                executable = message["executable"]
+        code = process.wait()
+    if code != 0:
+        raise HookError(
+            f"cargo build failed (exit status {code}); its messages are above.",
+            "Fix what they name, then run `python3 tools/hooks build` again.",
+        )
+    if not executable:
+        raise HookError("cargo build produced no executable.", "Check Cargo.toml's [[bin]].")
+    return Path(executable)
+
+
+def _json(line: str | bytes) -> dict:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

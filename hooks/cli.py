@@ -1,0 +1,185 @@
+"""Command line of the hooks: `python3 tools/hooks {check,build,after-copy}`.
+
+Exit status:
+- `check` and `build` (run by hand, or by CI): 0 when all went well, 1 after
+  a problem (one paragraph on stderr naming it and the fix), 130 when
+  interrupted.
+- `after-copy` (Copier's task): always 0. Copier deletes a project it has just
+  created when a task fails, so a failed check or build would cost the user
+  every generated file. The problem is printed instead, with the command that
+  re-runs the step once it is fixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import artifacts, cargo, interpreter
+from .interpreter import PYO3_RULE, Candidate, Interpreter
+from .project import Project
+from .report import HookError, code, note, problem, say, step
+
+INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except HookError as error:
+        problem(error)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted; nothing in the project was changed.", file=sys.stderr)
+        return INTERRUPTED
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python3 tools/hooks",
+        description="Check the Python a pyembed project links, and run its two-step build.",
+    )
+    commands = top.add_subparsers(required=True, metavar="COMMAND")
+
+    def add(name: str, run: object, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        sub.add_argument(
+            "--project", type=Path, default=Path.cwd(), help="the project (default: here)"
+        )
+        sub.add_argument(
+            "--python", help="the interpreter to check instead of PyO3's choice (PYO3_PYTHON)"
+        )
+        return sub
+
+    add(
+        "check",
+        run_check,
+        "Find the Python the build will link, as PyO3 does, and check pyembed can embed it.",
+    )
+    build = add(
+        "build",
+        run_build,
+        "The two-step build: artifacts into target/out (PyOxidizer, else local ones), "
+        "then cargo with build-mode-prebuilt-artifacts.",
+    )
+    after_copy = add(
+        "after-copy",
+        run_after_copy,
+        "Copier's task: the check, and the build when asked; never fails the copy.",
+    )
+    after_copy.add_argument("--build", action=argparse.BooleanOptionalAction, default=False)
+    for sub in (build, after_copy):
+        sub.add_argument("--release", action="store_true", help="build the release profile")
+        sub.add_argument("--target", help="Rust target triple (default: rustc's host)")
+        sub.add_argument(
+            "--artifacts",
+            choices=["auto", "pyoxidizer", "local"],
+            default="auto",
+            help="auto: PyOxidizer when it works, else local (default)",
+        )
+        sub.add_argument(
+            "--pyoxidizer-timeout",
+            type=float,
+            default=artifacts.PYOXIDIZER_TIMEOUT,
+            metavar="SECONDS",
+            help="stop pyoxidizer after this long (default: %(default)s)",
+        )
+    return top
+
+
+def run_check(args: argparse.Namespace) -> int:
+    project = Project.at(args.project)
+    pointer_width = None
+    try:
+        pointer_width = cargo.target(getattr(args, "target", None)).pointer_width
+    except HookError:
+        note("rustc is not available, so the pointer width was not compared.")
+    check(project, args.python, pointer_width)
+    return 0
+
+
+def check(project: Project, python_path: str | None, pointer_width: int | None) -> Interpreter:
+    """Report the interpreter PyO3 will pick and why; raise if it cannot be embedded."""
+    support = project.support
+    with step("Checking the Python the build will link"):
+        if python_path:
+            candidate = Candidate(python_path, "--python was given")
+        else:
+            candidate = interpreter.find()
+        python = interpreter.probe(candidate)
+        say(f"Python: {python.describe}, chosen because {candidate.reason} ({PYO3_RULE}).")
+        if interpreter.problems(python, support, pointer_width):
+            interpreter.vet(python, support, pointer_width, interpreter.installed(support))
+        library = python.libpython()
+        say(
+            f"It links {library}"
+            + (", which build.rs finds at run time through an rpath." if python.shared else ".")
+            + f" pyembed {support.pyembed} supports CPython {support.python_range}: good."
+        )
+    return python
+
+
+def run_build(args: argparse.Namespace) -> int:
+    project = Project.at(args.project)
+    binary = build(project, args)
+    say(f"Built {binary}. Try it:")
+    code(f'{binary} -c "import sys; print(sys.version)"')
+    return 0
+
+
+def build(project: Project, args: argparse.Namespace) -> Path:
+    target = cargo.target(args.target)
+    python: Interpreter | None = None
+    try:
+        python = check(project, args.python, target.pointer_width)
+    except HookError as error:
+        if args.artifacts == "local" or not artifacts.pyoxidizer_exe():
+            raise
+        problem(error)
+        note("PyOxidizer brings its own Python, so the build goes on without this one.")
+    profile = "release" if args.release else "debug"
+    with step("Step 1 of 2: artifacts for build-mode-prebuilt-artifacts"):
+        made = artifacts.produce(
+            project, python, target.triple, profile, args.artifacts, args.pyoxidizer_timeout
+        )
+        say(f"Artifacts ({made.provider}) are in {made.directory}.")
+    with step("Step 2 of 2: cargo build"):
+        default = cargo.package(project)["features"].get("default", [])
+        features = cargo.prebuilt_features(default, target.windows)
+        say(f"Features: {' '.join(features)}")
+        say(
+            f"Environment: PYOXIDIZER_ARTIFACT_DIR={made.directory} "
+            f"PYO3_CONFIG_FILE={made.pyo3_config}"
+        )
+        return cargo.build(project, made, features, args.target, args.release)
+
+
+def run_after_copy(args: argparse.Namespace) -> int:
+    try:
+        project = Project.at(args.project)
+        if args.build:
+            binary = build(project, args)
+            say(f"Built {binary}.")
+        else:
+            check(project, args.python, None)
+    except HookError as error:
+        problem(error)
+        rerun = "build" if args.build else "check"
+        keep_files(args.project, f"python3 tools/hooks {rerun}")
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        keep_files(args.project, "python3 tools/hooks build")
+    return 0
+
+
+def keep_files(project: Path, command: str) -> None:
+    say()
+    say(
+        f"The project's files are all in place in {project}; only this step failed. "
+        "Once the problem above is fixed, re-run it from the project's folder:"
+    )
+    code(f"cd {os.fspath(project)}\n{command}")

@@ -1,0 +1,334 @@
+"""Find the Python the build will link, the way PyO3 does, and vet it.
+
+pyo3-build-config 0.17 (what pyembed 0.24 uses) picks, in order:
+PYO3_PYTHON; the interpreter of an active virtualenv (VIRTUAL_ENV) or conda
+environment (CONDA_PREFIX), ignoring both when both are set; then `python`,
+then `python3` on PATH, whichever first reports "Python 3". We follow the same
+rules so the check talks about the interpreter cargo will really link.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
+
+from .project import Support, Version, dotted
+from .report import HookError
+
+PROBE_TIMEOUT = 30.0
+
+# Runs on the candidate interpreter; kept valid for Python 2 so that an old
+# interpreter is reported as too old rather than as broken.
+PROBE = r"""
+import json, os, platform, struct, sys, sysconfig
+var = sysconfig.get_config_var
+base_prefix = getattr(sys, "base_prefix", sys.prefix)
+print(json.dumps({
+    "implementation": platform.python_implementation(),
+    "version": list(sys.version_info[:3]),
+    "executable": sys.executable,
+    "base_prefix": base_prefix,
+    "libdir": var("LIBDIR"),
+    "libpl": var("LIBPL"),
+    "ldversion": var("LDVERSION"),
+    # pyo3's rule: framework builds and conda's Pythons link their shared library.
+    "shared": bool(var("Py_ENABLE_SHARED") or var("PYTHONFRAMEWORK")
+                   or os.path.exists(os.path.join(base_prefix, "conda-meta"))),
+    "pointer_width": struct.calcsize("P") * 8,
+    "platform": sysconfig.get_platform(),
+    "windows": platform.system() == "Windows",
+    "build_flags": [flag for flag in ("Py_DEBUG", "Py_REF_DEBUG", "Py_TRACE_REFS",
+                                      "COUNT_ALLOCS") if var(flag) == 1],
+}))
+"""
+
+PYO3_RULE = (
+    "PyO3's rule: PYO3_PYTHON, else an active virtualenv or conda environment, "
+    "else `python`, then `python3` on PATH"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An interpreter path and why it was chosen."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """What a probe learned about one interpreter."""
+
+    candidate: Candidate
+    implementation: str
+    version: Version
+    executable: str
+    base_prefix: str
+    libdir: str | None
+    libpl: str | None
+    ldversion: str | None
+    shared: bool
+    pointer_width: int
+    platform: str
+    windows: bool
+    build_flags: list[str] = field(default_factory=list)
+
+    @property
+    def describe(self) -> str:
+        return f"{self.implementation} {dotted(self.version)} ({self.executable})"
+
+    @property
+    def lib_name(self) -> str:
+        """The library name pyo3 links (pyo3-build-config's default_lib_name_*)."""
+        major, minor = self.version[:2]
+        if self.windows:
+            return f"python{major}.{minor}" if "mingw" in self.platform else f"python{major}{minor}"
+        if self.ldversion:
+            return f"python{self.ldversion}"
+        return f"python{major}.{minor}" if (major, minor) > (3, 7) else f"python{major}.{minor}m"
+
+    @property
+    def lib_dir(self) -> str | None:
+        if self.windows:
+            return str(Path(self.base_prefix) / "libs")
+        return self.libdir
+
+    def libpython(self) -> Path | None:
+        """The library file the linker will find in lib_dir, if any."""
+        if not self.lib_dir:
+            return None
+        if self.windows:
+            names = [f"{self.lib_name}.lib"]
+        else:
+            shared = [f"lib{self.lib_name}.so", f"lib{self.lib_name}.dylib"]
+            static = [f"lib{self.lib_name}.a"]
+            names = shared + static if self.shared else static + shared
+        for name in names:
+            if (Path(self.lib_dir) / name).is_file():
+                return Path(self.lib_dir) / name
+        return None
+
+    def pyo3_config(self) -> str:
+        """The same `key=value` lines pyo3-build-config writes for this interpreter."""
+        lines = {
+            "implementation": self.implementation,
+            "version": f"{self.version[0]}.{self.version[1]}",
+            "shared": str(self.shared or self.windows).lower(),
+            "abi3": "false",
+            "lib_name": self.lib_name,
+            "lib_dir": self.lib_dir,
+            "executable": self.executable,
+            "pointer_width": str(self.pointer_width),
+            "build_flags": ",".join(self.build_flags),
+            "suppress_build_script_link_lines": "false",
+        }
+        return "".join(f"{key}={value}\n" for key, value in lines.items() if value is not None)
+
+
+def find(environ: Mapping[str, str] | None = None) -> Candidate:
+    """The interpreter pyo3 will pick with this environment."""
+    env = os.environ if environ is None else environ
+    if env.get("PYO3_PYTHON"):
+        return Candidate(env["PYO3_PYTHON"], "PYO3_PYTHON is set")
+    venv, conda = env.get("VIRTUAL_ENV"), env.get("CONDA_PREFIX")
+    if venv and not conda:
+        return Candidate(_env_python(venv, virtualenv=True), "a virtualenv is active (VIRTUAL_ENV)")
+    if conda and not venv:
+        return Candidate(_env_python(conda, virtualenv=False), "a conda environment is active")
+    for name in ("python", "python3"):
+        path = _which(name, env.get("PATH", ""))
+        if path and _reports_python3(path):
+            reason = f"it is the first `{name}` on PATH"
+            if venv and conda:
+                reason += " (VIRTUAL_ENV and CONDA_PREFIX are both set, so PyO3 ignores both)"
+            return Candidate(path, reason)
+    raise HookError(
+        "No Python 3 interpreter found: PYO3_PYTHON is not set, no virtualenv is active, "
+        "and neither `python` nor `python3` on PATH is Python 3.",
+        "Install CPython 3.8 or newer, or set PYO3_PYTHON to one.",
+    )
+
+
+def _env_python(prefix: str, virtualenv: bool) -> str:
+    if sys.platform == "win32":
+        return str(Path(prefix) / ("Scripts" if virtualenv else "") / "python.exe")
+    return str(Path(prefix) / "bin" / "python")
+
+
+def _which(name: str, path: str) -> str | None:
+    with local.env(PATH=path):
+        try:
+            return str(local.which(name))
+        except CommandNotFound:
+            return None
+
+
+def _reports_python3(path: str) -> bool:
+    try:
+        _, out, err = local[path]["--version"].run(retcode=None, timeout=PROBE_TIMEOUT)
+    except (OSError, ProcessTimedOut):
+        return False
+    return out.startswith("Python 3") or err.startswith("Python 3")
+
+
+def probe(candidate: Candidate) -> Interpreter:
+    """Run the candidate once and read sys/sysconfig; refuse what is not a Python."""
+    path = Path(candidate.path)
+    who = f"The Python chosen because {candidate.reason}, {candidate.path},"
+    fix = "Point PYO3_PYTHON at a CPython executable, for example /usr/bin/python3."
+    if os.sep not in candidate.path and "/" not in candidate.path:
+        found = _which(candidate.path, os.environ.get("PATH", ""))
+        if not found:
+            raise HookError(f"{who} is not on PATH.", fix)
+        path = Path(found)
+    if not path.exists():
+        raise HookError(f"{who} does not exist.", fix)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise HookError(f"{who} is not an executable file.", fix)
+    try:
+        code, out, err = local[str(path)]["-S", "-c", PROBE].run(
+            retcode=None, timeout=PROBE_TIMEOUT
+        )
+    except ProcessTimedOut as error:
+        raise HookError(f"{who} did not answer within {PROBE_TIMEOUT:.0f} s.", fix) from error
+    except OSError as error:
+        raise HookError(f"{who} cannot be run ({error.strerror or error}).", fix) from error
+    data = _last_json_line(out) if code == 0 else None
+    if data is None:
+        said = (err or out).strip().splitlines()
+        detail = f": {said[-1][:200]}" if said else f" (exit status {code})"
+        raise HookError(f"{who} did not run as Python{detail}.", fix)
+    return Interpreter(
+        candidate=candidate,
+        implementation=data["implementation"],
+        version=tuple(data["version"]),
+        executable=data["executable"] or str(path),
+        base_prefix=data["base_prefix"],
+        libdir=data["libdir"],
+        libpl=data["libpl"],
+        ldversion=data["ldversion"],
+        shared=data["shared"],
+        pointer_width=data["pointer_width"],
+        platform=data["platform"],
+        windows=data["windows"],
+        build_flags=data["build_flags"],
+    )
+
+
+def _last_json_line(text: str) -> dict | None:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and "version" in data:
+            return data
+    return None
+
+
+def problems(python: Interpreter, support: Support, pointer_width: int | None) -> list[str]:
+    """What makes this interpreter unusable for the build, one sentence each."""
+    found = []
+    if python.implementation != "CPython":
+        found.append(
+            f"it is {python.implementation}, but pyembed embeds CPython only (it uses "
+            "CPython's PyConfig initialization API)."
+        )
+    elif python.version[:2] < support.python_min:
+        found.append(
+            f"it is Python {dotted(python.version)}, older than {dotted(support.python_min)}: "
+            "pyembed needs PyPreConfig and fails to compile with "
+            '"could not find PyPreConfig in pyffi" (PyOxidizer issues 255 and 477).'
+        )
+    elif python.version[:2] > support.python_max:
+        found.append(
+            f"it is Python {dotted(python.version)}, newer than pyo3 {support.pyo3} (used by "
+            f"pyembed {support.pyembed}) knows: it would compile against the wrong "
+            "struct layouts and misbehave at run time."
+        )
+    if not found and python.libpython() is None:
+        wanted = f"lib{python.lib_name}.so or .a" if not python.windows else python.lib_name
+        found.append(
+            f"it has no libpython to link: no {wanted} in {python.lib_dir}. Install the "
+            f"development files (Debian/Ubuntu: apt install lib{python.lib_name}-dev) or use a "
+            "Python built with --enable-shared (pyenv: "
+            "PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install VERSION)."
+        )
+    if pointer_width and python.pointer_width != pointer_width:
+        found.append(
+            f"it is a {python.pointer_width}-bit Python, but the Rust target is "
+            f"{pointer_width}-bit."
+        )
+    return found
+
+
+def vet(
+    python: Interpreter,
+    support: Support,
+    pointer_width: int | None = None,
+    alternatives: Iterable[Interpreter] = (),
+) -> None:
+    """Raise one paragraph naming the interpreter, what is wrong, and the fix."""
+    found = problems(python, support, pointer_width)
+    if not found:
+        return
+    raise HookError(
+        f"The Python chosen because {python.candidate.reason}, {python.describe}, cannot "
+        f"be embedded: {' Also, '.join(found)}",
+        fix_text(support, alternatives),
+    )
+
+
+def fix_text(support: Support, alternatives: Iterable[Interpreter]) -> str:
+    paths = [python.executable for python in alternatives]
+    advice = (
+        f"Set PYO3_PYTHON to a CPython {support.python_range} with its libpython "
+        f"(pyembed {support.pyembed} supports those)"
+    )
+    if not paths:
+        return (
+            f"{advice}; none is installed here: install one, for example with "
+            "`pyenv install 3.11` or your system's python3.11 and libpython3.11-dev."
+        )
+    return (
+        f"{advice}, for example PYO3_PYTHON={paths[0]}"
+        + (f" (also found: {', '.join(paths[1:])})" if len(paths) > 1 else "")
+        + "."
+    )
+
+
+def installed(support: Support, environ: Mapping[str, str] | None = None) -> list[Interpreter]:
+    """Compatible interpreters on this machine: python3.N on PATH and pyenv versions."""
+    env = os.environ if environ is None else environ
+    paths: list[Path] = []
+    for directory in env.get("PATH", "").split(os.pathsep):
+        if not directory or "shims" in Path(directory).parts:
+            continue  # pyenv's shims only forward to the versions listed below
+        for minor in range(support.python_min[1], support.python_max[1] + 1):
+            paths.append(Path(directory) / f"python3.{minor}")
+    pyenv_root = Path(env.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    for version_dir in sorted((pyenv_root / "versions").glob("3.*")):
+        match = re.match(r"3\.(\d+)", version_dir.name)
+        if match and support.accepts((3, int(match.group(1)))):
+            paths.append(version_dir / "bin" / "python3")
+    found: dict[str, Interpreter] = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            python = probe(Candidate(str(path), "it is installed"))
+        except HookError:
+            continue
+        real = os.path.realpath(python.executable)
+        if real not in found and not problems(python, support, None):
+            found[real] = python
+    return sorted(found.values(), key=lambda p: p.version, reverse=True)

@@ -1,0 +1,63 @@
+"""How the hooks talk to the user: step headers, notes, and problems.
+
+A problem is one paragraph that names what is wrong and the fix. Paths and
+commands are never broken across lines, so they can be copied.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+WIDTH = 79
+
+
+class HookError(Exception):
+    """A problem the user can fix: what is wrong, then what to do."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+def paragraph(text: str, prefix: str = "") -> str:
+    return textwrap.fill(
+        " ".join(text.split()),
+        width=WIDTH,
+        initial_indent=prefix,
+        subsequent_indent=" " * len(prefix),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def say(text: str = "") -> None:
+    print(paragraph(text) if text else "", flush=True)
+
+
+def note(text: str) -> None:
+    print(paragraph(text, "note: "), flush=True)
+
+
+def problem(error: HookError) -> None:
+    print(paragraph(str(error), "error: "), file=sys.stderr, flush=True)
+
+
+def code(lines: str) -> None:
+    """Commands to copy, indented and never wrapped."""
+    print(textwrap.indent(textwrap.dedent(lines).strip("\n"), "    "), flush=True)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """A header before a step and its duration after it."""
+    print(f"\n==> {title}", flush=True)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        print(f"==> {title}: {time.monotonic() - start:.1f} s", flush=True)
