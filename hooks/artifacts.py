@@ -21,11 +21,19 @@ from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
 from .interpreter import Interpreter
 from .project import Project
-from .report import HookError, note, say
+from .report import HookError, code, note, say
 
 CONFIG_RS = "default_python_config.rs"
 PYO3_CONFIG = "pyo3-build-config-file.txt"
 PYOXIDIZER_TIMEOUT = 900.0
+
+
+class PyOxidizerFailed(HookError):
+    """pyoxidizer ran and failed; `said` is the line of its output that says why."""
+
+    def __init__(self, problem: str, fix: str, said: str) -> None:
+        super().__init__(problem, fix)
+        self.said = said
 
 
 @dataclass(frozen=True)
@@ -155,7 +163,11 @@ def produce(
         except HookError as error:
             if mode == "pyoxidizer":
                 raise
-            note(f"{error.problem} Falling back to local artifacts.")
+            if isinstance(error, PyOxidizerFailed):
+                note("PyOxidizer failed, so local artifacts are used instead. It said:")
+                code(error.said)
+            else:
+                note(f"{error.problem} Local artifacts are used instead.")
             fresh_directory(project.artifact_dir)
     elif mode == "pyoxidizer":
         raise HookError(

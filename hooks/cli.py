@@ -110,7 +110,11 @@ def check(project: Project, python_path: str | None, pointer_width: int | None) 
             candidate = Candidate(python_path, "--python was given")
         else:
             candidate = interpreter.find()
-        python = interpreter.probe(candidate)
+        try:
+            python = interpreter.probe(candidate)
+        except HookError as error:
+            alternatives = interpreter.installed(support)
+            raise HookError(error.problem, interpreter.fix_text(support, alternatives)) from None
         say(f"Python: {python.describe}, chosen because {candidate.reason} ({PYO3_RULE}).")
         if interpreter.problems(python, support, pointer_width):
             interpreter.vet(python, support, pointer_width, interpreter.installed(support))
