@@ -89,10 +89,12 @@ def run_pyoxidizer(
             "Fix PYOXIDIZER_EXE or the PATH, or use --artifacts local.",
         ) from error
     if code != 0:
-        raise HookError(
-            f"`pyoxidizer run-build-script` failed (exit status {code}): {first_error(err + out)}",
+        said = first_error(err + out)
+        raise PyOxidizerFailed(
+            f"`pyoxidizer run-build-script` failed (exit status {code}): {said}",
             "Offline, PyOxidizer cannot download its Python distribution; pyoxidizer.bzl "
             "shows how to use a local one (PYTHON_DIST_PATH).",
+            said,
         )
     missing = [name for name in (CONFIG_RS, PYO3_CONFIG) if not (env_dir(env) / name).is_file()]
     if missing:

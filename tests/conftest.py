@@ -69,6 +69,11 @@ def files(project: Path) -> dict[str, bytes]:
     }
 
 
+def flat(text: str) -> str:
+    """Text with line wrapping undone, to find a sentence in a wrapped paragraph."""
+    return " ".join(text.split())
+
+
 def pyenv_python(minor: str) -> Path | None:
     """~/.pyenv/versions/<minor>.*/bin/python<minor>, if installed."""
     for version in sorted(PYENV_VERSIONS.glob(f"{minor}.*"), reverse=True):

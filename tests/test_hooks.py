@@ -1,0 +1,224 @@
+"""The hooks' build steps without cargo: PyOxidizer's invocation and its
+fallback, the local artifacts, the features given to cargo, the messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from plumbum import local
+
+from hooks import artifacts, cargo, cli
+from hooks.interpreter import Candidate, probe
+from hooks.project import Project
+from hooks.report import HookError, paragraph
+
+from .conftest import flat, render
+
+TRIPLE = "x86_64-unknown-linux-gnu"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("hooks") / "demo")
+
+
+@pytest.fixture
+def project(rendered: Path, tmp_path: Path) -> Project:
+    """A private copy, since the steps write into target/."""
+    copy = tmp_path / "demo"
+    shutil.copytree(rendered, copy)
+    return Project.at(copy)
+
+
+@pytest.fixture(scope="module")
+def python():
+    return probe(Candidate(sys.executable, "test"))
+
+
+def stand_in(tmp_path: Path, body: str) -> Path:
+    """A recording pyoxidizer: writes its arguments, folder and environment."""
+    record = tmp_path / "record.json"
+    path = tmp_path / "pyoxidizer"
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        f"json.dump({{'argv': sys.argv[1:], 'cwd': os.getcwd(), 'env': dict(os.environ)}},"
+        f" open({str(record)!r}, 'w'))\n" + body
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_pyoxidizer_gets_the_seeds_arguments_and_simulated_cargo_environment(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    exe = stand_in(tmp_path, "print('error: could not download the Python distribution')\n"
+                   "sys.exit(1)\n")  # fmt: skip
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(exe))
+    made = artifacts.produce(project, python, TRIPLE, "debug")
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["argv"] == ["--system-rust", "run-build-script", "build.rs"]
+    assert record["cwd"] == str(project.root)
+    env = record["env"]
+    assert env["CARGO_MANIFEST_DIR"] == str(project.root)
+    assert env["TARGET"] == TRIPLE
+    assert env["PROFILE"] == "debug"
+    assert env["OUT_DIR"] == str(project.root / "target" / "out")
+    assert Path(env["OUT_DIR"]).is_absolute()
+    # It failed, so the local stand-in took over, and the failure fits on one line.
+    assert made.provider == "local"
+    out = capsys.readouterr().out
+    assert "PyOxidizer failed, so local artifacts are used instead. It said:" in flat(out)
+    assert "\n    error: could not download the Python distribution\n" in out
+    assert "not a relocatable, self-contained build" in flat(out)
+
+
+def test_real_pyoxidizer_offline_fails_in_one_line_and_the_build_falls_back(
+    project: Project, python, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    exe = shutil.which("pyoxidizer")
+    if exe is None:
+        pytest.fail("pyoxidizer 0.24.0 is a test dependency (pyproject's test group)")
+    monkeypatch.setenv("PYOXIDIZER_EXE", exe)
+    made = artifacts.produce(project, python, TRIPLE, "debug")
+    assert made.provider == "local"
+    out = capsys.readouterr().out
+    said = out.split("It said:\n", 1)[1].splitlines()[0]  # the line after the note
+    assert said.startswith("    error")
+    assert "python-build-standalone" in said  # the distribution it tried to download
+
+
+def test_pyoxidizer_that_hangs_is_stopped_at_the_time_limit(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, "import time; time.sleep(60)\n")))
+    made = artifacts.produce(project, python, TRIPLE, "debug", timeout=1)
+    assert made.provider == "local"
+    assert "did not finish within 1 s and was stopped" in flat(capsys.readouterr().out)
+
+
+def test_pyoxidizer_only_mode_reports_the_failure_instead_of_falling_back(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, "sys.exit(2)\n")))
+    with pytest.raises(HookError, match="failed \\(exit status 2\\)"):
+        artifacts.produce(project, python, TRIPLE, "debug", mode="pyoxidizer")
+
+
+def test_pyoxidizer_that_succeeds_provides_the_artifacts(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = (
+        "out = os.environ['OUT_DIR']\n"
+        "open(os.path.join(out, 'default_python_config.rs'), 'w').write('// pyoxidizer')\n"
+        "open(os.path.join(out, 'pyo3-build-config-file.txt'), 'w').write('version=3.10')\n"
+    )
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, body)))
+    made = artifacts.produce(project, python, TRIPLE, "release")
+    assert made.provider == "pyoxidizer"
+    assert made.pyo3_config.read_text() == "version=3.10"
+
+
+def test_local_mode_never_runs_pyoxidizer(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, "")))
+    made = artifacts.produce(project, python, TRIPLE, "debug", mode="local")
+    assert made.provider == "local"
+    assert not (tmp_path / "record.json").exists()
+
+
+def test_local_artifacts_reuse_the_projects_interpreter_configuration(
+    project: Project, python
+) -> None:
+    made = artifacts.write_local(project, python)
+    config_rs = (made.directory / "default_python_config.rs").read_text()
+    assert f'include!("{project.root / "src" / "python_config.rs"}");' in config_rs
+    assert made.pyo3_config.read_text() == python.pyo3_config()
+
+
+def test_stale_artifacts_are_removed_before_a_new_step(project: Project, python) -> None:
+    stale = project.artifact_dir / "packed-resources"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")
+    artifacts.produce(project, python, TRIPLE, "debug", mode="local")
+    assert not stale.exists()
+
+
+def test_no_usable_python_and_no_pyoxidizer_is_a_clear_error(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYOXIDIZER_EXE", "")
+    with local.env(PATH="/nonexistent"), pytest.raises(HookError, match="need a usable Python"):
+        artifacts.produce(project, None, TRIPLE, "debug")
+
+
+@pytest.mark.parametrize(
+    ("default", "windows", "expected"),
+    [
+        (["build-mode-standalone"], False, ["build-mode-prebuilt-artifacts"]),
+        (
+            ["build-mode-pyoxidizer-exe", "global-allocator-mimalloc", "allocator-jemalloc"],
+            False,
+            ["build-mode-prebuilt-artifacts", "global-allocator-mimalloc", "allocator-jemalloc"],
+        ),
+        (
+            ["build-mode-standalone", "global-allocator-jemalloc", "allocator-jemalloc"],
+            True,
+            ["build-mode-prebuilt-artifacts"],
+        ),
+    ],
+    ids=["defaults", "allocators-kept", "jemalloc-dropped-on-windows"],
+)
+def test_cargo_features_swap_the_build_mode_and_keep_the_allocators(
+    default: list[str], windows: bool, expected: list[str]
+) -> None:
+    assert cargo.prebuilt_features(default, windows) == expected
+
+
+def test_the_host_target_comes_from_rustc() -> None:
+    target = cargo.target()
+    assert target.triple.count("-") >= 2
+    assert target.pointer_width in (32, 64)
+
+
+def test_cargo_metadata_reports_the_default_features(project: Project) -> None:
+    assert cargo.package(project)["features"]["default"] == ["build-mode-standalone"]
+
+
+def test_the_first_error_line_is_what_gets_reported() -> None:
+    output = "downloading x\nerror: dns failure\n  caused by: y\n"
+    assert artifacts.first_error(output) == "error: dns failure"
+    assert artifacts.first_error("just this\n") == "just this"
+
+
+def test_paragraphs_never_break_a_path() -> None:
+    path = "/a/very/long/path/" + "x" * 90 + "/python3.11"
+    assert path in paragraph(f"The interpreter {path} is not usable.").splitlines()[1]
+
+
+def test_missing_cargo_is_a_clear_error() -> None:
+    # plumbum runs commands with its own copy of the environment.
+    with local.env(PATH="/nonexistent"), pytest.raises(HookError, match="`rustc` is not on PATH"):
+        cargo.target()
+
+
+def test_the_command_line_outside_a_project_explains_itself(tmp_path: Path, capsys) -> None:
+    assert cli.main(["check", "--project", str(tmp_path)]) == 1
+    assert "has no Cargo.toml" in flat(capsys.readouterr().err)
+
+
+def test_after_copy_never_fails_even_when_the_check_does(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("PYO3_PYTHON", "/nonexistent/python3")
+    assert cli.main(["after-copy", "--project", str(project.root)]) == 0
+    out = capsys.readouterr()
+    assert "does not exist" in flat(out.err)
+    assert "The project's files are all in place" in flat(out.out)
+    assert "python3 tools/hooks check" in out.out
