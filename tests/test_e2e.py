@@ -1,0 +1,270 @@
+"""End-to-end: Copier renders this repository, cargo builds the project
+against crates.io, and the built program runs Python.
+
+All builds share one CARGO_TARGET_DIR per linked interpreter (pyo3 rebuilds
+when the interpreter changes, so mixing them in one folder would thrash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hooks import interpreter
+
+from .conftest import copy_cli, flat, pyenv_python, render, require
+
+pytestmark = pytest.mark.e2e
+
+IMPORTS = "import ssl, sqlite3, json, decimal, ctypes, sys; print(sys.version)"
+
+
+def cargo(project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None):
+    require("cargo")
+    return subprocess.run(
+        ["cargo", *args],
+        cwd=project,
+        env={**os.environ, "CARGO_TARGET_DIR": str(target_dir), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+
+
+def built(project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None):
+    """`cargo build ARGS`, which must succeed; returns the executable's path."""
+    result = cargo(project, target_dir, "build", *args, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return target_dir / "debug" / project.name
+
+
+def run(binary: Path, *args: str, cwd: Path, stdin: str | None = None, env=None):
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [str(binary), *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert result.returncode == 0, f"{binary} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def linked_python() -> interpreter.Interpreter:
+    """The interpreter pyo3 will pick in this environment."""
+    return interpreter.probe(interpreter.find())
+
+
+def test_default_project_builds_locked_and_runs_python_with_c_extensions(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = tmp_path / "demo"
+    result = copy_cli(project, "project_name=demo")
+    assert result.returncode == 0, result.stderr
+    lock = (project / "Cargo.lock").read_text()
+    binary = built(project, cargo_target_root / "default", "--locked")
+    # The shipped lock file is exactly what Cargo writes: the build left it alone.
+    assert (project / "Cargo.lock").read_text() == lock
+
+    python = linked_python()
+    ran = run(binary, "-c", IMPORTS, cwd=tmp_path / "somewhere" / "else")
+    assert ran.stdout.split()[0] == ".".join(map(str, python.version))
+    # The standard library and site come from the linked installation.
+    where = run(
+        binary, "-c", "import os, sys; print(sys.prefix); print(os.__file__)", cwd=Path("/")
+    )
+    prefix, os_module = where.stdout.split()
+    assert prefix == python.base_prefix
+    assert os_module.startswith(python.base_prefix)
+
+
+def test_generated_code_is_clean_for_rustfmt_and_clippy(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = render(tmp_path / "demo")
+    fmt = cargo(project, cargo_target_root / "default", "fmt", "--check")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    # cargo fmt only reaches modules; the included configuration is checked directly.
+    included = subprocess.run(
+        ["rustfmt", "--check", "--edition", "2021", "src/python_config.rs"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert included.returncode == 0, included.stdout
+    for features in ([], ["--features", "global-allocator-mimalloc allocator-mimalloc"]):
+        clippy = cargo(
+            project, cargo_target_root / "default", "clippy", "--all-targets", *features,
+            "--", "-D", "warnings",
+        )  # fmt: skip
+        assert clippy.returncode == 0, clippy.stderr[-4000:]
+
+
+@pytest.mark.parametrize("allocator", ["jemalloc", "mimalloc", "snmalloc"])
+def test_each_rust_global_allocator_builds_and_runs(
+    allocator: str, tmp_path: Path, cargo_target_root: Path
+) -> None:
+    name = f"global-{allocator}"
+    project = render(tmp_path / name, {"project_name": name, "global_allocator": allocator})
+    binary = built(project, cargo_target_root / "default", "--locked")
+    assert "ok" in run(binary, "-c", "import json; print('ok')", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("allocator", ["jemalloc", "mimalloc", "snmalloc"])
+def test_each_python_allocator_builds_and_runs_with_python_using_it(
+    allocator: str, tmp_path: Path, cargo_target_root: Path
+) -> None:
+    name = f"python-{allocator}"
+    project = render(tmp_path / name, {"project_name": name, "python_allocator": allocator})
+    binary = built(project, cargo_target_root / "default", "--locked")
+    # Allocation-heavy Python code through the custom allocator.
+    code = "x = [str(i) * 10 for i in range(200000)]; import json; print(len(json.dumps(x)))"
+    stats = {"jemalloc": {"_RJEM_MALLOC_CONF": "stats_print:true"},
+             "mimalloc": {"MIMALLOC_SHOW_STATS": "1"}}.get(allocator)  # fmt: skip
+    ran = run(binary, "-c", code, cwd=tmp_path, env=stats)
+    assert ran.stdout.strip() == str(len(json.dumps([str(i) * 10 for i in range(200000)])))
+    if allocator == "jemalloc":
+        assert "jemalloc statistics" in ran.stderr
+    elif allocator == "mimalloc":
+        assert "peak commit" in ran.stderr  # mimalloc's statistics
+
+
+def test_run_module_answer_runs_the_module_with_the_programs_arguments(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = render(
+        tmp_path / "jsontool",
+        {"project_name": "jsontool", "run_mode": "module", "run_module": "json.tool"},
+    )
+    binary = built(project, cargo_target_root / "default", "--locked")
+    ran = run(binary, "--sort-keys", "--compact", cwd=tmp_path, stdin='{"b": 1, "a": 2}')
+    assert ran.stdout.strip() == '{"a":2,"b":1}'
+
+
+def test_run_code_answer_runs_exactly_that_code_with_the_programs_arguments(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    code = 'import sys\nprint("args:", sys.argv[1:], "quote\\"s", \'tab\\there\')'
+    project = render(
+        tmp_path / "coder", {"project_name": "coder", "run_mode": "code", "run_code": code}
+    )
+    binary = built(project, cargo_target_root / "default", "--locked")
+    ran = run(binary, "one", "two words", cwd=tmp_path)
+    assert ran.stdout == "args: ['one', 'two words'] quote\"s tab\there\n"
+
+
+def test_run_build_makes_a_prebuilt_artifacts_binary_offline_and_reruns_without_copier(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = tmp_path / "built"
+    target_dir = cargo_target_root / "default"
+    env = {"CARGO_TARGET_DIR": str(target_dir)}
+    result = copy_cli(project, "project_name=built", "run_build=true", env=env)
+    assert result.returncode == 0, result.stderr
+    out = flat(result.stdout)
+    assert "Step 1 of 2" in out
+    assert "Features: build-mode-prebuilt-artifacts" in out
+    assert f"PYO3_CONFIG_FILE={project / 'target' / 'out' / 'pyo3-build-config-file.txt'}" in out
+    assert f"Built {target_dir / 'debug' / 'built'}" in out
+    assert (project / "target" / "out" / "default_python_config.rs").is_file()
+    binary = target_dir / "debug" / "built"
+    code = "import json, sqlite3; print('ok')"
+    assert run(binary, "-c", code, cwd=tmp_path / "elsewhere").stdout == "ok\n"
+    assert "run_build" not in (project / ".copier-answers.yml").read_text()
+
+    # The same build again, from inside the project, without Copier.
+    binary.unlink()
+    again = subprocess.run(
+        [sys.executable, "tools/hooks", "build"],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"Built {binary}" in flat(again.stdout)
+    assert run(binary, "-c", code, cwd=Path("/")).stdout == "ok\n"
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.9", "3.10", "3.11"])
+def test_default_project_builds_and_runs_with_every_supported_python(
+    minor: str, tmp_path: Path, cargo_target_root: Path
+) -> None:
+    python = pyenv_python(minor)
+    if python is None:
+        pytest.skip(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
+    name = f"py{minor.replace('.', '')}"
+    project = render(tmp_path / name, {"project_name": name})
+    env = {"PYO3_PYTHON": str(python)}
+    binary = built(project, cargo_target_root / f"python{minor}", "--locked", env=env)
+    ran = run(binary, "-c", IMPORTS, cwd=tmp_path)
+    assert ran.stdout.startswith(f"{minor}.")
+
+
+def test_build_script_refuses_a_python_newer_than_pyo3_supports(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    python = pyenv_python("3.12")
+    if python is None:
+        pytest.skip("Python 3.12 is not installed under ~/.pyenv/versions on this machine")
+    project = render(tmp_path / "tooneww", {"project_name": "toonew"})
+    result = cargo(
+        project, cargo_target_root / "python3.12", "build", env={"PYO3_PYTHON": str(python)}
+    )
+    assert result.returncode != 0
+    error = flat(result.stderr)
+    assert "pyo3 found CPython 3.12" in error
+    assert "embeds CPython 3.8 to 3.11 only" in error
+    assert "Set PYO3_PYTHON" in error
+
+
+def test_prebuilt_mode_without_artifacts_explains_how_to_make_them(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = render(tmp_path / "noart", {"project_name": "noart"})
+    result = cargo(
+        project, cargo_target_root / "default", "build", "--no-default-features",
+        "--features", "build-mode-prebuilt-artifacts",
+        env={"PYOXIDIZER_ARTIFACT_DIR": str(tmp_path / "empty")},
+    )  # fmt: skip
+    assert result.returncode != 0
+    error = flat(result.stderr)
+    assert "found no default_python_config.rs" in error
+    assert "python3 tools/hooks build" in error
+
+
+def test_two_build_modes_at_once_are_refused_with_the_fix(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = render(tmp_path / "twomodes", {"project_name": "twomodes"})
+    result = cargo(
+        project, cargo_target_root / "default", "build",
+        "--features", "build-mode-prebuilt-artifacts",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Add --no-default-features" in flat(result.stderr)
+
+
+def test_pyoxidizer_exe_mode_offline_fails_with_a_clear_message(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    require("pyoxidizer")
+    project = render(tmp_path / "pyox", {"project_name": "pyox", "build_mode": "pyoxidizer-exe"})
+    result = cargo(project, cargo_target_root / "default", "build")
+    assert result.returncode != 0
+    error = flat(result.stderr)
+    assert "run-build-script build.rs` failed" in error
+    assert "python3 tools/hooks build" in error
