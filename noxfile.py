@@ -23,7 +23,6 @@ import nox
 ROOT = Path(__file__).resolve().parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
-nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "tests"]
 
 
