@@ -1,0 +1,332 @@
+"""Copier refuses invalid answers before writing anything, with a message that
+says what is allowed: one test per rule of copier.yml's validators."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import ROOT, copy_cli, render
+
+# The tests render the working tree on purpose, uncommitted changes included.
+pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
+
+NAME_CHARACTERS = 'use only ASCII letters, digits, "-" and "_", starting with a letter'
+
+
+def refused(tmp_path: Path, answers: dict[str, Any]) -> str:
+    """Copier's message for answers it must refuse; nothing may be written."""
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError, match=r"^(Validation error|Invalid choice)") as refusal:
+        render(destination, answers)
+    assert not destination.exists()
+    return str(refusal.value)
+
+
+def accepted(tmp_path: Path, answers: dict[str, Any]) -> dict[str, Any]:
+    """The answers recorded by a render that must succeed."""
+    project = render(tmp_path / "project", answers)
+    return yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+
+
+# ---- project_name ----
+
+
+def test_empty_project_name_is_refused(tmp_path):
+    message = refused(tmp_path, {"project_name": ""})
+
+    assert "question 'project_name'" in message
+    assert "The project name is empty" in message
+    assert 'for example "pyapp"' in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("my app", id="space-inside"),
+        pytest.param("1app", id="leading-digit"),
+        pytest.param("-app", id="leading-dash"),
+        pytest.param("_app", id="leading-underscore"),
+        pytest.param("a/b", id="path-separator"),
+        pytest.param("..", id="dot-dot"),
+        pytest.param("../escape", id="parent-folder"),
+        pytest.param("a\\b", id="backslash"),
+        pytest.param("café", id="non-ascii"),
+        pytest.param("app\n", id="trailing-newline"),
+    ],
+)
+def test_project_name_with_other_characters_is_refused(tmp_path, name):
+    message = refused(tmp_path, {"project_name": name})
+
+    assert "question 'project_name'" in message
+    assert NAME_CHARACTERS in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("$(touch x)", id="command-substitution"),
+        pytest.param("a;b", id="command-separator"),
+        pytest.param("{{7*7}}", id="jinja-expression"),
+    ],
+)
+def test_shell_and_jinja_syntax_in_project_name_is_refused_by_the_character_rule(
+    tmp_path, monkeypatch, name
+):
+    monkeypatch.chdir(tmp_path)
+
+    message = refused(tmp_path, {"project_name": name})
+
+    assert NAME_CHARACTERS in message
+    # Quoted back verbatim: neither evaluated by Jinja nor run by a shell.
+    assert f'"{name}" is not a valid project name' in message
+    assert not (tmp_path / "x").exists()
+
+
+def test_project_name_longer_than_64_characters_is_refused(tmp_path):
+    message = refused(tmp_path, {"project_name": "a" * 65})
+
+    assert "has 65 characters" in message
+    assert "at most 64" in message
+
+
+@pytest.mark.parametrize("name", ["fn", "self", "Self", "async", "gen", "match"])
+def test_rust_keyword_project_name_is_refused(tmp_path, name):
+    message = refused(tmp_path, {"project_name": name})
+
+    assert f'"{name}" is a Rust keyword' in message
+    assert f'for example "{name}-app"' in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test",
+        "std",
+        "core",
+        "alloc",
+        "proc_macro",
+        "proc-macro",
+        "build",
+        "deps",
+        "Test",
+    ],
+)
+def test_project_name_that_cargo_refuses_is_refused(tmp_path, name):
+    message = refused(tmp_path, {"project_name": name})
+
+    assert f'"{name}" is a name Cargo refuses' in message
+    assert "Rust standard library or Cargo's build folders" in message
+
+
+@pytest.mark.parametrize("name", ["con", "CON", "Nul", "lpt1", "COM9"])
+def test_windows_reserved_file_name_is_refused_in_any_case(tmp_path, name):
+    message = refused(tmp_path, {"project_name": name})
+
+    assert f'"{name}" is a reserved file name on Windows' in message
+    assert f"{name}.exe.manifest could not exist there" in message
+
+
+@pytest.mark.parametrize("name", ["libc", "pyembed", "pyo3", "regex"])
+def test_name_of_a_crate_in_the_shipped_cargo_lock_is_refused(tmp_path, name):
+    message = refused(tmp_path, {"project_name": name})
+
+    assert f'"{name}" is the name of a crate in the project\'s Cargo.lock' in message
+
+
+def test_refused_lock_crate_names_are_exactly_the_packages_of_the_shipped_lock():
+    # The validator reads hooks/support.yml, the project gets
+    # template/Cargo.lock.jinja: a crate added to one and not the other would
+    # let a clashing name through.
+    support = yaml.safe_load((ROOT / "hooks" / "support.yml").read_text(encoding="utf-8"))
+    lock = (ROOT / "template" / "Cargo.lock.jinja").read_text(encoding="utf-8")
+    packages = set(re.findall(r'^name = "([^"{]+)"$', lock, re.MULTILINE))
+    (table,) = support["pyembed_support"]["default"].values()
+
+    assert set(table["lock_crates"]) == packages
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("a", id="one-letter"),
+        pytest.param("A1", id="capital-and-digit"),
+        pytest.param("my-app_2", id="dash-and-underscore"),
+        pytest.param("my-fn", id="keyword-as-a-part"),
+        pytest.param("a" * 64, id="64-characters"),
+    ],
+)
+def test_valid_project_name_is_accepted(tmp_path, name):
+    assert accepted(tmp_path, {"project_name": name})["project_name"] == name
+
+
+def test_invalid_project_name_on_the_command_line_fails_with_the_message_and_writes_nothing(
+    tmp_path,
+):
+    destination = tmp_path / "project"
+
+    result = copy_cli(destination, "project_name=1bad")
+
+    assert result.returncode != 0
+    assert '"1bad" is not a valid project name' in result.stderr
+    assert NAME_CHARACTERS in result.stderr
+    assert not destination.exists()
+
+
+# ---- run_module, run_code ----
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("1abc", id="leading-digit"),
+        pytest.param("a..b", id="empty-part"),
+        pytest.param("a.", id="trailing-dot"),
+        pytest.param("my module", id="space-inside"),
+        pytest.param("{{ 7*7 }}", id="jinja-expression"),
+        pytest.param("http.server\n", id="trailing-newline"),
+    ],
+)
+def test_run_module_that_is_not_a_dotted_python_name_is_refused(tmp_path, module):
+    message = refused(tmp_path, {"run_mode": "module", "run_module": module})
+
+    assert "question 'run_module'" in message
+    assert f'"{module}" is not a Python module name' in message
+    assert 'such as "http.server"' in message
+
+
+@pytest.mark.parametrize("module", ["x.py", "my.app.py"])
+def test_run_module_that_is_a_file_name_is_refused_with_the_module_name(tmp_path, module):
+    message = refused(tmp_path, {"run_mode": "module", "run_module": module})
+
+    assert f'"{module}" looks like a file name' in message
+    assert f'for example "{module[:-3]}"' in message
+
+
+@pytest.mark.parametrize("module", ["http.server", "_private.main"])
+def test_dotted_python_module_name_is_accepted(tmp_path, module):
+    assert accepted(tmp_path, {"run_mode": "module", "run_module": module})["run_module"] == module
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("   ", id="spaces"),
+    ],
+)
+def test_empty_run_code_is_refused(tmp_path, code):
+    message = refused(tmp_path, {"run_mode": "code", "run_code": code})
+
+    assert "question 'run_code'" in message
+    assert "The code to run is empty" in message
+    assert "choose run_mode=repl" in message
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("print(1)\x00", id="nul"),
+        pytest.param("print('\x1b[1m')", id="escape"),
+    ],
+)
+def test_run_code_with_control_characters_is_refused(tmp_path, code):
+    message = refused(tmp_path, {"run_mode": "code", "run_code": code})
+
+    assert "The code to run contains control characters" in message
+    assert "tabs and newlines" in message
+
+
+def test_multi_line_run_code_with_tabs_is_accepted(tmp_path):
+    code = "import sys\nfor argument in sys.argv:\n\tprint(argument)\n"
+
+    assert accepted(tmp_path, {"run_mode": "code", "run_code": code})["run_code"] == code
+
+
+# ---- pyembed_version ----
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param("abc", id="word"),
+        pytest.param("0.24", id="two-parts"),
+        pytest.param("v0.24.0", id="v-prefix"),
+        pytest.param("0.24.0.1", id="four-parts"),
+        pytest.param("01.2.3", id="leading-zero"),
+        pytest.param("0.24.0\n", id="trailing-newline"),
+    ],
+)
+def test_pyembed_version_that_is_not_a_version_is_refused(tmp_path, version):
+    message = refused(tmp_path, {"pyembed_version": version})
+
+    assert "question 'pyembed_version'" in message
+    assert f'"{version}" is not a version' in message
+    assert "MAJOR.MINOR.PATCH" in message
+
+
+@pytest.mark.parametrize("version", ["0.23.0", "1.0.0"])
+def test_pyembed_version_without_support_table_is_refused_with_the_supported_list(
+    tmp_path, version
+):
+    message = refused(tmp_path, {"pyembed_version": version})
+
+    assert f"pyembed {version} is not one this template has" in message
+    assert "supported: 0.24.0" in message
+
+
+# ---- Contradictory choices ----
+
+
+@pytest.mark.parametrize(
+    ("allocator", "which"),
+    [
+        pytest.param("global_allocator", "Rust global", id="rust-global-allocator"),
+        pytest.param("python_allocator", "Python", id="python-allocator"),
+    ],
+)
+def test_windows_subsystem_with_jemalloc_is_refused(tmp_path, allocator, which):
+    message = refused(tmp_path, {"windows_subsystem": "windows", allocator: "jemalloc"})
+
+    words = " ".join(message.split())
+    assert "question 'windows_subsystem'" in words
+    assert "built for Windows, where jemalloc does not exist" in words
+    assert f"jemalloc was chosen as the {which} allocator" in words
+    assert "choose mimalloc, snmalloc or the default allocator" in words
+
+
+def test_windows_subsystem_with_mimalloc_is_accepted(tmp_path):
+    answers = {
+        "windows_subsystem": "windows",
+        "global_allocator": "mimalloc",
+        "python_allocator": "mimalloc",
+    }
+
+    recorded = accepted(tmp_path, answers)
+
+    assert {key: recorded[key] for key in answers} == answers
+
+
+# ---- Choices ----
+
+
+@pytest.mark.parametrize(
+    ("question", "allowed"),
+    [
+        ("build_mode", ["standalone", "pyoxidizer-exe", "prebuilt-artifacts"]),
+        ("global_allocator", ["system", "jemalloc", "mimalloc", "snmalloc"]),
+        ("python_allocator", ["default", "jemalloc", "mimalloc", "snmalloc"]),
+        ("windows_subsystem", ["console", "windows"]),
+        ("run_mode", ["repl", "module", "code"]),
+    ],
+)
+def test_value_outside_the_choices_is_refused_with_the_choices(tmp_path, question, allowed):
+    message = refused(tmp_path, {question: "rust"})
+
+    assert f"Invalid choice for '{question}'" in message
+    assert repr(allowed) in message
