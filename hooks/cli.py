@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
-from . import artifacts, cargo, interpreter
+from . import artifacts, cargo, interpreter, migrate
 from .interpreter import PYO3_RULE, Candidate, Interpreter
 from .project import Project
 from .report import HookError, code, note, problem, say, step
@@ -72,6 +73,11 @@ def parser() -> argparse.ArgumentParser:
         "Copier's task: the check, and the build when asked; never fails the copy.",
     )
     after_copy.add_argument("--build", action=argparse.BooleanOptionalAction, default=False)
+    add(
+        "migrate",
+        run_migrate,
+        "Copier's migrations: move .cargo/config into .cargo/config.toml.",
+    )
     for sub in (build, after_copy):
         sub.add_argument("--release", action="store_true", help="build the release profile")
         sub.add_argument("--target", help="Rust target triple (default: rustc's host)")
@@ -162,9 +168,28 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         return cargo.build(project, made, features, args.target, args.release)
 
 
+def run_migrate(args: argparse.Namespace) -> int:
+    migrate.cargo_config(Project.at(args.project).root)
+    return 0
+
+
+def copier_scratch_copy(project: Path) -> bool:
+    """During `copier update`, Copier also renders the old and the new template
+    version into scratch folders and runs the tasks there too (Copier issue
+    1422); checking or building those would only cost time."""
+    return any(
+        re.match(r"copier[._a-z]*\.(old|new)_copy\.", part) for part in project.resolve().parts
+    )
+
+
 def run_after_copy(args: argparse.Namespace) -> int:
+    if copier_scratch_copy(args.project):
+        return 0
     try:
         project = Project.at(args.project)
+        # Copying over a project made by `pyoxidizer init-rust-project` leaves its
+        # .cargo/config beside ours, and Cargo would read that one.
+        migrate.cargo_config(project.root)
         if args.build:
             binary = build(project, args)
             say(f"Built {binary}.")

@@ -1,0 +1,247 @@
+"""`copier update`: template changes reach a project, the user's edits stay.
+
+Each test builds a throw-away template repository from this repository's
+files with two tagged versions: v0.1.0 is an "early" template that still
+generates `.cargo/config` (Cargo's old name), v0.2.0 is the current template
+plus a change to src/main.rs, so there is a template fix to bring in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT, copier_cli, files, flat, require
+
+MAIN_OLD = "// {{ project_name }}: a program that runs an embedded Python interpreter."
+MAIN_NEW = "// {{ project_name }}: a program that embeds Python (updated template)."
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"},
+    ).stdout  # fmt: skip
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "-m", message)
+
+
+def working_tree(dest: Path) -> Path:
+    """This repository's files as they are now (tracked and new, not ignored)."""
+    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the working tree
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
+    return dest
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two-version template repository."""
+    repo = working_tree(tmp_path_factory.mktemp("template") / "repo")
+    git(repo, "init", "-q")
+    cargo_dir = repo / "template" / ".cargo"
+    (cargo_dir / "config.toml").rename(cargo_dir / "config")
+    commit_all(repo, "early template: .cargo/config")
+    git(repo, "tag", "v0.1.0")
+    (cargo_dir / "config").rename(cargo_dir / "config.toml")
+    edit(repo / "template" / "src" / "main.rs.jinja", MAIN_OLD, MAIN_NEW)
+    commit_all(repo, "template fix")
+    git(repo, "tag", "v0.2.0")
+    return repo
+
+
+def generate(template: Path, dest: Path, *data: str, ref: str = "v0.1.0") -> Path:
+    args = ["copy", "--trust", "--defaults", f"--vcs-ref={ref}", "--data", "project_name=demo"]
+    if ref == "v0.1.0":
+        # The early template had no hooks: its .cargo/config stays as generated.
+        args.append("--skip-tasks")
+    for item in data:
+        args += ["--data", item]
+    result = copier_cli(*args, str(template), str(dest))
+    assert result.returncode == 0, result.stderr
+    git(dest, "init", "-q")
+    commit_all(dest, "generated")
+    return dest
+
+
+def update(project: Path, *args: str):
+    result = copier_cli("update", "--trust", "--defaults", *args, cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def user_edits(project: Path) -> None:
+    """A line in src/main.rs, a new file, a changed dependency, a Cargo setting."""
+    with (project / "src" / "main.rs").open("a") as main:
+        main.write("\n// The user's own line.\n")
+    (project / "NOTES.md").write_text("The user's own file.\n")
+    edit(
+        project / "Cargo.toml",
+        'jemallocator = { version = "0.5.4"',
+        'jemallocator = { version = "0.5"',
+    )
+    config = project / ".cargo" / "config"
+    edit(config, "#[target.x86_64-pc-windows-msvc]\n", "[target.x86_64-pc-windows-msvc]\n")
+    old_flags = (
+        '#rustflags = ["-C", "target-feature=+crt-static", "-C", "link-args=/FORCE:MULTIPLE"]'
+    )
+    edit(
+        config,
+        f"{old_flags}\n\n#[target.i686",
+        'rustflags = ["-C", "target-feature=+crt-static"]\n\n#[target.i686',
+    )
+    with config.open("a") as text:
+        text.write('\n[env]\nUSER_SETTING = "kept"\n')
+    commit_all(project, "user edits")
+
+
+def answers(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def test_update_applies_the_template_change_and_keeps_every_user_edit(
+    template: Path, tmp_path: Path
+) -> None:
+    project = generate(template, tmp_path / "demo")
+    assert (project / ".cargo" / "config").is_file()
+    user_edits(project)
+    result = update(project)
+
+    main = (project / "src" / "main.rs").read_text()
+    assert main.startswith("// demo: a program that embeds Python (updated template).")
+    assert "// The user's own line." in main
+    assert (project / "NOTES.md").read_text() == "The user's own file.\n"
+    assert (
+        'jemallocator = { version = "0.5", optional = true }'
+        in (project / "Cargo.toml").read_text()
+    )
+    assert answers(project)["_commit"] == "v0.2.0"
+    # The migration moved the user's Cargo settings to the file's current name.
+    assert not (project / ".cargo" / "config").exists()
+    config = (project / ".cargo" / "config.toml").read_text()
+    assert (
+        '[target.x86_64-pc-windows-msvc]\nrustflags = ["-C", "target-feature=+crt-static"]'
+        in config
+    )
+    assert 'USER_SETTING = "kept"' in config
+    assert "Moved the settings of .cargo/config into .cargo/config.toml" in flat(result.stdout)
+    assert not [name for name in files(project) if name.endswith((".rej", ".orig"))]
+
+
+def test_a_line_changed_by_both_sides_is_shown_inline_and_nothing_else_is_lost(
+    template: Path, tmp_path: Path
+) -> None:
+    project = generate(template, tmp_path / "demo")
+    main = project / "src" / "main.rs"
+    edit(main, "// demo: a program that runs an embedded Python interpreter.",
+         "// demo: the user's description of the program.")  # fmt: skip
+    (project / "NOTES.md").write_text("kept\n")
+    commit_all(project, "user edits the first line")
+    update(project, "--conflict", "inline")
+
+    text = main.read_text()
+    assert "<<<<<<< before updating" in text
+    assert "// demo: the user's description of the program." in text
+    assert "// demo: a program that embeds Python (updated template)." in text
+    assert ">>>>>>> after updating" in text
+    assert "fn main()" in text  # the rest of the file is intact
+    assert (project / "NOTES.md").read_text() == "kept\n"
+
+
+def test_changing_an_answer_rerenders_the_default_features_and_matching_config(
+    template: Path, tmp_path: Path
+) -> None:
+    project = generate(template, tmp_path / "demo", ref="v0.2.0")
+    update(project, "--data", "global_allocator=mimalloc", "--data", "python_allocator=mimalloc")
+    cargo_toml = (project / "Cargo.toml").read_text()
+    assert (
+        'default = ["build-mode-standalone", "global-allocator-mimalloc", "allocator-mimalloc"]'
+        in cargo_toml
+    )
+    assert (
+        'python_config.allocator_backend = "mimalloc"' in (project / "pyoxidizer.bzl").read_text()
+    )
+    assert answers(project)["global_allocator"] == "mimalloc"
+    assert answers(project)["python_allocator"] == "mimalloc"
+
+
+def test_update_does_not_rebuild_unless_asked(template: Path, tmp_path: Path) -> None:
+    project = generate(template, tmp_path / "demo", ref="v0.2.0")
+    result = update(project)
+    assert "Step 1 of 2" not in result.stdout
+    assert not (project / "target").exists()
+
+
+def test_the_migration_runs_once(template: Path, tmp_path: Path) -> None:
+    project = generate(template, tmp_path / "demo")
+    user_edits(project)
+    update(project, "--vcs-ref=v0.2.0")
+    commit_all(project, "updated to v0.2.0")
+    config = (project / ".cargo" / "config.toml").read_text()
+
+    # A later template version: updating again crosses no migration version.
+    later = tmp_path / "later"
+    shutil.copytree(template, later, symlinks=True)
+    edit(
+        later / "template" / "README.md.jinja",
+        "# {{ project_name }}\n",
+        "# {{ project_name }} (v0.3)\n",
+    )
+    commit_all(later, "v0.3.0")
+    git(later, "tag", "v0.3.0")
+    (project / ".copier-answers.yml").write_text(
+        (project / ".copier-answers.yml").read_text().replace(str(template), str(later))
+    )
+    commit_all(project, "point at the later template")
+    result = update(project)
+    assert answers(project)["_commit"] == "v0.3.0"
+    assert "Moved the settings" not in result.stdout
+    assert (project / ".cargo" / "config.toml").read_text() == config
+    assert (project / "README.md").read_text().startswith("# demo (v0.3)")
+
+
+@pytest.mark.e2e
+def test_updated_project_with_moved_settings_still_builds_locked(
+    template: Path, tmp_path: Path, cargo_target_root: Path
+) -> None:
+    require("cargo")
+    project = generate(template, tmp_path / "demo")
+    user_edits(project)
+    update(project)
+    build = subprocess.run(
+        ["cargo", "build", "--locked"],
+        cwd=project,
+        env={**os.environ, "CARGO_TARGET_DIR": str(cargo_target_root / "default")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert "both `.cargo/config` and `.cargo/config.toml` exist" not in build.stderr
