@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
@@ -17,6 +21,16 @@ from .project import Project
 from .report import HookError, note
 
 TOOL_TIMEOUT = 120.0
+# What cargo says when it cannot reach a registry.
+NETWORK_FAILURES = (
+    "failed to download",
+    "--offline was specified",
+    "Couldn't resolve host",
+    "failed to query replaced source registry",
+    "Unable to update registry",
+    "network failure",
+    "failed to get `",
+)
 JEMALLOC_FEATURES = ("global-allocator-jemalloc", "allocator-jemalloc")
 
 
@@ -25,7 +39,7 @@ def tool(name: str) -> str:
         return str(local.which(name))
     except CommandNotFound:
         raise HookError(
-            f"`{name}` is not on PATH, and the build needs it.",
+            f"`{name}` is not on PATH, and the build needs Rust's cargo and rustc.",
             "Install Rust (https://rustup.rs) or add ~/.cargo/bin to PATH, then run "
             "`python3 tools/hooks build` again.",
         ) from None
@@ -115,19 +129,39 @@ def build(
         # can point it at the artifacts' Python (PyOxidizer issues 476, 498).
         "PYO3_CONFIG_FILE": str(artifacts.pyo3_config),
     }
+    if sys.stderr.isatty():
+        args += ["--color", "always"]  # cargo sees a pipe; keep the terminal's colours
     cargo = local[tool("cargo")][args]
-    # cargo prints progress and diagnostics on stderr (left on the terminal)
-    # and one JSON message per line on stdout, which names the executable.
+    # cargo prints progress and diagnostics on stderr, passed on line by line
+    # (and kept, to recognise a network failure), and one JSON message per line
+    # on stdout, which names the executable.
     with local.cwd(project.root), local.env(**env):
-        process = cargo.popen(stdout=subprocess.PIPE, stderr=None)
+        process = cargo.popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        said: deque[str] = deque(maxlen=200)
+        relay = threading.Thread(target=_relay, args=(process.stderr, said), daemon=True)
+        relay.start()
         executable = None
         assert process.stdout is not None
-        for line in process.stdout:
-            message = _json(line)
-            if message.get("reason") == "compiler-artifact" and message.get("executable"):
-                executable = message["executable"]
+        try:
+            for line in process.stdout:
+                message = _json(line)
+                if message.get("reason") == "compiler-artifact" and message.get("executable"):
+                    executable = message["executable"]
+        except KeyboardInterrupt:
+            # Stop cargo too (a Ctrl-C reaches it anyway; a signal to us alone does not).
+            process.terminate()
+            process.wait()
+            raise
         code = process.wait()
+        relay.join()
     if code != 0:
+        if any(pattern in line for line in said for pattern in NETWORK_FAILURES):
+            raise HookError(
+                f"cargo build failed (exit status {code}): it could not download crates "
+                "from crates.io (its messages are above).",
+                "Connect to the network once (cargo keeps the crates in ~/.cargo), or "
+                "vendor them with `cargo vendor`, then run `python3 tools/hooks build` again.",
+            )
         raise HookError(
             f"cargo build failed (exit status {code}); its messages are above.",
             "Fix what they name, then run `python3 tools/hooks build` again.",
@@ -135,6 +169,14 @@ def build(
     if not executable:
         raise HookError("cargo build produced no executable.", "Check Cargo.toml's [[bin]].")
     return Path(executable)
+
+
+def _relay(stream: IO[bytes] | None, kept: deque[str]) -> None:
+    for raw in stream or ():
+        line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        kept.append(line)
 
 
 def _json(line: str | bytes) -> dict:

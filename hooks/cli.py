@@ -90,9 +90,10 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--pyoxidizer-timeout",
             type=float,
-            default=artifacts.PYOXIDIZER_TIMEOUT,
+            default=None,
             metavar="SECONDS",
-            help="stop pyoxidizer after this long (default: %(default)s)",
+            help=f"stop pyoxidizer after this long (default: $PYOXIDIZER_TIMEOUT, else "
+            f"{artifacts.PYOXIDIZER_TIMEOUT:.0f})",
         )
     return top
 
@@ -153,9 +154,8 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         note("PyOxidizer brings its own Python, so the build goes on without this one.")
     profile = "release" if args.release else "debug"
     with step("Step 1 of 2: artifacts for build-mode-prebuilt-artifacts"):
-        made = artifacts.produce(
-            project, python, target.triple, profile, args.artifacts, args.pyoxidizer_timeout
-        )
+        timeout = args.pyoxidizer_timeout or pyoxidizer_timeout()
+        made = artifacts.produce(project, python, target.triple, profile, args.artifacts, timeout)
         say(f"Artifacts ({made.provider}) are in {made.directory}.")
     with step("Step 2 of 2: cargo build"):
         default = cargo.package(project)["features"].get("default", [])
@@ -182,6 +182,17 @@ def copier_scratch_copy(project: Path) -> bool:
     )
 
 
+def pyoxidizer_timeout() -> float:
+    value = os.environ.get("PYOXIDIZER_TIMEOUT", "")
+    try:
+        return float(value) if value else artifacts.PYOXIDIZER_TIMEOUT
+    except ValueError:
+        raise HookError(
+            f"PYOXIDIZER_TIMEOUT is {value!r}, not a number of seconds.",
+            "Set it to a number, such as 600, or unset it.",
+        ) from None
+
+
 def run_after_copy(args: argparse.Namespace) -> int:
     if copier_scratch_copy(args.project):
         return 0
@@ -202,6 +213,9 @@ def run_after_copy(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         keep_files(args.project, "python3 tools/hooks build")
+    except Exception as error:  # a bug in the hook must not cost the project either
+        print(f"error: the hook failed unexpectedly: {error!r}", file=sys.stderr)
+        keep_files(args.project, "python3 tools/hooks check")
     return 0
 
 

@@ -83,6 +83,50 @@ def pyenv_python(minor: str) -> Path | None:
     return None
 
 
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"},
+    ).stdout  # fmt: skip
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "-m", message)
+
+
+def working_tree(dest: Path) -> Path:
+    """This repository's files as they are now (tracked and new, not ignored)."""
+    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the working tree
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's working tree, committed in a scratch repository, so
+    `copier update` finds the commit a project was made from."""
+    repo = working_tree(tmp_path_factory.mktemp("template") / "repo")
+    git(repo, "init", "-q")
+    commit_all(repo, "snapshot")
+    git(repo, "tag", "v99.0.0")
+    return repo
+
+
 GENERATED_FILES = {
     ".cargo/config.toml",
     ".copier-answers.yml",
@@ -102,6 +146,7 @@ GENERATED_FILES = {
     "tools/hooks/cargo.py",
     "tools/hooks/cli.py",
     "tools/hooks/interpreter.py",
+    "tools/hooks/migrate.py",
     "tools/hooks/project.py",
     "tools/hooks/report.py",
     "tools/hooks/support.yml",

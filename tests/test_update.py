@@ -16,43 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, copier_cli, files, flat, require
+from .conftest import ROOT, commit_all, copier_cli, files, flat, git, require, working_tree
 
 MAIN_OLD = "// {{ project_name }}: a program that runs an embedded Python interpreter."
 MAIN_NEW = "// {{ project_name }}: a program that embeds Python (updated template)."
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"},
-    ).stdout  # fmt: skip
-
-
-def commit_all(cwd: Path, message: str) -> None:
-    git(cwd, "add", "-A")
-    git(cwd, "commit", "-q", "-m", message)
-
-
-def working_tree(dest: Path) -> Path:
-    """This repository's files as they are now (tracked and new, not ignored)."""
-    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if not source.exists() and not source.is_symlink():
-            continue  # deleted in the working tree
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():
-            target.symlink_to(os.readlink(source))
-        else:
-            shutil.copy2(source, target)
-    return dest
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -245,3 +212,54 @@ def test_updated_project_with_moved_settings_still_builds_locked(
     )
     assert build.returncode == 0, build.stderr[-3000:]
     assert "both `.cargo/config` and `.cargo/config.toml` exist" not in build.stderr
+
+
+@pytest.mark.e2e
+def test_a_project_made_by_pyoxidizer_is_adopted_and_then_builds_and_runs(
+    tmp_path: Path, cargo_target_root: Path
+) -> None:
+    """The README's adoption steps on real `pyoxidizer init-rust-project` output."""
+    pyoxidizer = require("pyoxidizer")
+    made = subprocess.run(
+        [pyoxidizer, "--system-rust", "init-rust-project", "app"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    project = tmp_path / "app"
+    assert (project / ".cargo" / "config").is_file()
+    (project / "app_module.py").write_text("print('mine')\n")
+    if not (project / ".git").is_dir():
+        git(project, "init", "-q")
+    commit_all(project, "made by pyoxidizer")
+
+    result = copier_cli(
+        "copy", "--trust", "--defaults", "--overwrite", "--vcs-ref=HEAD",
+        "--data", "project_name=app", str(ROOT), str(project),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Removed .cargo/config" in flat(result.stdout)
+    assert not (project / ".cargo" / "config").exists()
+    assert (project / "app_module.py").read_text() == "print('mine')\n"
+    assert answers(project)["project_name"] == "app"
+
+    target_dir = cargo_target_root / "default"
+    build = subprocess.run(
+        ["cargo", "build", "--locked"],
+        cwd=project,
+        env={**os.environ, "CARGO_TARGET_DIR": str(target_dir)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    ran = subprocess.run(
+        [str(target_dir / "debug" / "app"), "-c", "import ssl, sqlite3; print('adopted')"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.stdout == "adopted\n", ran.stderr
