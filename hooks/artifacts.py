@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from plumbum import local
-from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
+from plumbum.commands.base import BaseCommand
+from plumbum.commands.processes import CommandNotFound
 
 from .interpreter import Interpreter
 from .project import Project
@@ -77,11 +80,12 @@ def run_pyoxidizer(
     command = local[exe]["--system-rust", "run-build-script", "build.rs"]
     try:
         with local.cwd(project.root), local.env(**env):
-            code, out, err = command.run(retcode=None, timeout=timeout)
-    except ProcessTimedOut as error:
+            code, out, err = run_with_limit(command, timeout)
+    except subprocess.TimeoutExpired as error:
         raise HookError(
             f"`{exe} run-build-script` did not finish within {timeout:.0f} s and was stopped.",
-            "Raise the limit with --pyoxidizer-timeout SECONDS, or use --artifacts local.",
+            "Raise the limit with --pyoxidizer-timeout SECONDS (or PYOXIDIZER_TIMEOUT), or "
+            "use --artifacts local.",
         ) from error
     except OSError as error:
         raise HookError(
@@ -104,6 +108,33 @@ def run_pyoxidizer(
             "Check that pyoxidizer.bzl still registers a target with default_build_script=True.",
         )
     return Artifacts(env_dir(env), "pyoxidizer")
+
+
+def run_with_limit(command: BaseCommand, timeout: float) -> tuple[int, str, str]:
+    """Run to completion, or stop it and everything it started after `timeout`.
+
+    The command gets its own process group, so that a child holding its output
+    open (a download, a compiler) cannot keep us waiting past the limit.
+    """
+    process = command.popen(
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=os.name == "posix"
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except BaseException:  # the limit, or Ctrl-C, which its own group no longer receives
+        if os.name == "posix":
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.communicate()
+        raise
+    return process.returncode, _text(out), _text(err)
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
 
 
 def env_dir(env: Mapping[str, str]) -> Path:

@@ -25,6 +25,7 @@ TOOL_TIMEOUT = 120.0
 NETWORK_FAILURES = (
     "failed to download",
     "--offline was specified",
+    "you're using offline mode",
     "Couldn't resolve host",
     "failed to query replaced source registry",
     "Unable to update registry",
