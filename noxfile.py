@@ -4,6 +4,7 @@
 - tests: the whole pytest suite, end-to-end cargo builds included.
 - fast: the tests that need no cargo build (seconds).
 - e2e: only the end-to-end tests (copier, cargo, the built binary).
+- oldest_copier: the fast tests with copier.yml's _min_copier_version.
 - demo: generate, build and run a demo project from this template.
 - bench: the benchmark table (not part of the tests); `-- --json FILE`.
 - lock: re-resolve the shipped Cargo.lock against today's crates.io.
@@ -53,6 +54,15 @@ def fast(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     install(session)
     session.run("pytest", "-m", "e2e", *session.posargs)
+
+
+@nox.session
+def oldest_copier(session: nox.Session) -> None:
+    """The fast tests with the oldest Copier that copier.yml admits."""
+    install(session)
+    found = re.search(r'^_min_copier_version: "([^"]+)"', (ROOT / "copier.yml").read_text(), re.M)
+    session.install(f"copier=={found.group(1)}")
+    session.run("pytest", "-m", "not e2e", *session.posargs)
 
 
 @nox.session

@@ -328,5 +328,7 @@ def test_windows_subsystem_with_mimalloc_is_accepted(tmp_path):
 def test_value_outside_the_choices_is_refused_with_the_choices(tmp_path, question, allowed):
     message = refused(tmp_path, {question: "rust"})
 
-    assert f"Invalid choice for '{question}'" in message
-    assert repr(allowed) in message
+    assert "Invalid choice" in message
+    if message != "Invalid choice":  # Copier before 9.16 names neither question nor choices
+        assert f"Invalid choice for '{question}'" in message
+        assert repr(allowed) in message
