@@ -72,15 +72,38 @@ def demo(session: nox.Session) -> None:
     dest = Path(session.posargs[0] if session.posargs else ROOT / "demo-project")
     if dest.exists():
         session.error(f"{dest} exists; remove it or give another folder: nox -s demo -- DIR")
+    env = {}
+    if not os.environ.get("PYO3_PYTHON"):
+        # The Python on PATH may be one pyembed cannot embed (3.12+): pick the
+        # newest installed one it can, as `python3 tools/hooks check` would suggest.
+        found = session.run("python", "-c", PICK_PYTHON, silent=True, env={"PYTHONPATH": str(ROOT)})
+        if found and found.strip():
+            env["PYO3_PYTHON"] = found.strip()
+            session.log(f"Linking {env['PYO3_PYTHON']}")
     session.run(
         "copier", "copy", "--trust", "--defaults", "--vcs-ref=HEAD",
-        "--data", "project_name=demo", str(ROOT), str(dest),
+        "--data", "project_name=demo", str(ROOT), str(dest), env=env,
     )  # fmt: skip
     with session.chdir(dest):
-        session.run("cargo", "build", "--locked", external=True)
+        session.run("cargo", "build", "--locked", external=True, env=env)
     code = "import json, sqlite3, ssl, sys; print('Hello from Python', sys.version.split()[0])"
     session.run(str(dest / "target" / "debug" / "demo"), "-c", code, external=True)
     session.log(f"The demo project is in {dest}; its README.md says what next.")
+
+
+PICK_PYTHON = """
+from hooks import interpreter, project
+table = project.support_table().values()
+support = max(table, key=lambda row: tuple(map(int, row.pyembed.split("."))))
+try:
+    chosen = interpreter.probe(interpreter.find())
+    ok = not interpreter.problems(chosen, support, None)
+except Exception:
+    ok = False
+if not ok:
+    found = interpreter.installed(support)
+    print(found[0].executable if found else "")
+"""
 
 
 @nox.session

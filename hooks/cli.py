@@ -1,4 +1,4 @@
-"""Command line of the hooks: `python3 tools/hooks {check,build,after-copy}`.
+"""Command line of the hooks: `python3 tools/hooks {check,build,migrate,after-copy}`.
 
 Exit status:
 - `check` and `build` (run by hand, or by CI): 0 when all went well, 1 after
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         problem(error)
         return 1
     except KeyboardInterrupt:
-        print("\nInterrupted; nothing in the project was changed.", file=sys.stderr)
+        print("\nInterrupted; the project's files are unchanged.", file=sys.stderr)
         return INTERRUPTED
 
 
