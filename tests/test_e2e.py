@@ -268,3 +268,20 @@ def test_pyoxidizer_exe_mode_offline_fails_with_a_clear_message(
     error = flat(result.stderr)
     assert "run-build-script build.rs` failed" in error
     assert "python3 tools/hooks build" in error
+
+
+@pytest.mark.parametrize(
+    ("features", "says"),
+    [
+        ("global-allocator-jemalloc global-allocator-mimalloc", "one Rust global allocator"),
+        ("allocator-mimalloc allocator-snmalloc", "Enable at most one allocator-* feature"),
+    ],
+    ids=["two-global-allocators", "two-python-allocators-in-standalone-mode"],
+)
+def test_conflicting_allocator_features_are_refused_with_the_fix(
+    features: str, says: str, tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = render(tmp_path / "twoalloc", {"project_name": "twoalloc"})
+    result = cargo(project, cargo_target_root / "default", "build", "--features", features)
+    assert result.returncode != 0
+    assert says in flat(result.stderr)
