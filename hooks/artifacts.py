@@ -100,14 +100,14 @@ def run_pyoxidizer(
             "shows how to use a local one (PYTHON_DIST_PATH).",
             said,
         )
-    missing = [name for name in (CONFIG_RS, PYO3_CONFIG) if not (env_dir(env) / name).is_file()]
+    missing = [n for n in (CONFIG_RS, PYO3_CONFIG) if not (project.artifact_dir / n).is_file()]
     if missing:
         raise HookError(
             f"`pyoxidizer run-build-script` succeeded but wrote no {' or '.join(missing)} "
             f"into {env['OUT_DIR']}.",
             "Check that pyoxidizer.bzl still registers a target with default_build_script=True.",
         )
-    return Artifacts(env_dir(env), "pyoxidizer")
+    return Artifacts(project.artifact_dir, "pyoxidizer")
 
 
 def run_with_limit(command: BaseCommand, timeout: float) -> tuple[int, str, str]:
@@ -135,10 +135,6 @@ def _text(data: bytes | str | None) -> str:
     if isinstance(data, bytes):
         return data.decode(errors="replace")
     return data or ""
-
-
-def env_dir(env: Mapping[str, str]) -> Path:
-    return Path(env["OUT_DIR"])
 
 
 def first_error(output: str) -> str:

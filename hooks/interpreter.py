@@ -37,7 +37,6 @@ print(json.dumps({
     "executable": sys.executable,
     "base_prefix": base_prefix,
     "libdir": var("LIBDIR"),
-    "libpl": var("LIBPL"),
     "ldversion": var("LDVERSION"),
     # pyo3's rule: framework builds and conda's Pythons link their shared library.
     "shared": bool(var("Py_ENABLE_SHARED") or var("PYTHONFRAMEWORK")
@@ -74,7 +73,6 @@ class Interpreter:
     executable: str
     base_prefix: str
     libdir: str | None
-    libpl: str | None
     ldversion: str | None
     shared: bool
     pointer_width: int
@@ -214,7 +212,6 @@ def probe(candidate: Candidate) -> Interpreter:
         executable=data["executable"] or str(path),
         base_prefix=data["base_prefix"],
         libdir=data["libdir"],
-        libpl=data["libpl"],
         ldversion=data["ldversion"],
         shared=data["shared"],
         pointer_width=data["pointer_width"],
