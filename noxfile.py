@@ -74,8 +74,8 @@ def demo(session: nox.Session) -> None:
         session.error(f"{dest} exists; remove it or give another folder: nox -s demo -- DIR")
     env = {}
     if not os.environ.get("PYO3_PYTHON"):
-        # The Python on PATH may be one pyembed cannot embed (3.12+): pick the
-        # newest installed one it can, as `python3 tools/hooks check` would suggest.
+        # The Python on PATH may be one the default engine cannot embed: pick
+        # the newest installed one it can, as `python3 tools/hooks check` would.
         found = session.run("python", "-c", PICK_PYTHON, silent=True, env={"PYTHONPATH": str(ROOT)})
         if found and found.strip():
             env["PYO3_PYTHON"] = found.strip()
@@ -93,8 +93,7 @@ def demo(session: nox.Session) -> None:
 
 PICK_PYTHON = """
 from hooks import interpreter, project
-table = project.support_table().values()
-support = max(table, key=lambda row: tuple(map(int, row.pyembed.split("."))))
+support = project.newest(project.support_table()["pyo3"])
 try:
     chosen = interpreter.probe(interpreter.find())
     ok = not interpreter.problems(chosen, support, None)
@@ -114,28 +113,47 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Regenerate template/Cargo.lock.jinja from a fresh `cargo generate-lockfile`."""
+    """Regenerate each engine's Cargo.lock template from a fresh `cargo generate-lockfile`."""
     install(session)
-    with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "project"
-        session.run(
-            "copier", "copy", "--trust", "--defaults", "--skip-tasks", "--vcs-ref=HEAD",
-            "--data", f"project_name={LOCK_ROOT}", str(ROOT), str(project),
-        )  # fmt: skip
-        session.run("cargo", "generate-lockfile", "--manifest-path",
-                    str(project / "Cargo.toml"), external=True)  # fmt: skip
-        text = (project / "Cargo.lock").read_text()
-    template, crates = lock_template(text)
-    (ROOT / "template" / "Cargo.lock.jinja").write_text(template)
     support = ROOT / "hooks" / "support.yml"
-    support.write_text(
-        re.sub(
-            r"(?m)^(\s+lock_crates: ).*$",
-            lambda m: m.group(1) + "[" + ", ".join(crates) + "]",
-            support.read_text(),
-        )
+    for engine in ENGINES:
+        with tempfile.TemporaryDirectory() as tmp:
+            project = Path(tmp) / "project"
+            session.run(
+                "copier", "copy", "--trust", "--defaults", "--skip-tasks", "--vcs-ref=HEAD",
+                "--data", f"project_name={LOCK_ROOT}", "--data", f"engine={engine}",
+                str(ROOT), str(project),
+            )  # fmt: skip
+            session.run("cargo", "generate-lockfile", "--manifest-path",
+                        str(project / "Cargo.toml"), external=True)  # fmt: skip
+            text = (project / "Cargo.lock").read_text()
+        template, crates = lock_template(text)
+        (ROOT / "template" / lock_file_name(engine)).write_text(template)
+        support.write_text(set_lock_crates(support.read_text(), engine, crates))
+        session.log(f"{lock_file_name(engine)} written: {len(crates)} crates.")
+    session.log("Run the tests.")
+
+
+ENGINES = ("pyo3", "pyembed")
+
+
+def lock_file_name(engine: str) -> str:
+    return f"{{% if engine == '{engine}' %}}Cargo.lock{{% endif %}}.jinja"
+
+
+def set_lock_crates(support_yml: str, engine: str, crates: list[str]) -> str:
+    """support.yml with the engine's `lock_crates:` line (the first after the
+    engine's own key) listing `crates`, comments and layout kept."""
+    engine_key = re.search(rf"(?m)^    {engine}:$", support_yml)
+    line = re.compile(r"(?m)^(\s+lock_crates: ).*$").search(support_yml, engine_key.end())
+    return (
+        support_yml[: line.start()]
+        + line.group(1)
+        + "["
+        + ", ".join(crates)
+        + "]"
+        + support_yml[line.end() :]
     )
-    session.log(f"Cargo.lock.jinja written: {len(crates)} crates; run the tests.")
 
 
 LOCK_ROOT = "lock-root-placeholder"

@@ -1,11 +1,15 @@
 """Step 1 of the two-step build: the artifacts build.rs reads in
 build-mode-prebuilt-artifacts.
 
-PyOxidizer's `run-build-script` produces them from pyoxidizer.bzl, with a
-Python distribution it downloads. When it is missing or fails (offline, for
-one), a local stand-in writes the two files the cargo step needs from the
-vetted interpreter: that build links the local Python and is not a
-relocatable, self-contained build.
+pyo3 engine: the pyo3 configuration file of the vetted interpreter, which
+step 2 gives cargo as PYO3_CONFIG_FILE, so the build links exactly that
+Python whatever PATH says.
+
+pyembed engine: PyOxidizer's `run-build-script` produces them from
+pyoxidizer.bzl, with a Python distribution it downloads. When it is missing or
+fails (offline, for one), a local stand-in writes the two files the cargo step
+needs from the vetted interpreter: that build links the local Python and is
+not a relocatable, self-contained build.
 """
 
 from __future__ import annotations
@@ -43,10 +47,21 @@ class PyOxidizerFailed(HookError):
 class Artifacts:
     directory: Path
     provider: str  # "pyoxidizer" or "local"
+    engine: str = "pyembed"
 
     @property
     def pyo3_config(self) -> Path:
         return self.directory / PYO3_CONFIG
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What cargo's environment needs for step 2. pyo3 is configured before
+        build.rs runs, so only cargo's environment can point it at the
+        artifacts' Python (PyOxidizer issues 476, 498)."""
+        env = {"PYO3_CONFIG_FILE": str(self.pyo3_config)}
+        if self.engine == "pyembed":
+            env = {"PYOXIDIZER_ARTIFACT_DIR": str(self.directory), **env}
+        return env
 
 
 def pyoxidizer_exe(environ: Mapping[str, str] | None = None) -> str | None:
@@ -179,11 +194,14 @@ def produce(
     mode: str = "auto",
     timeout: float = PYOXIDIZER_TIMEOUT,
 ) -> Artifacts:
-    """Artifacts into target/out: PyOxidizer's when it works, else the local stand-in.
+    """Artifacts into target/out: for pyembed, PyOxidizer's when it works, else
+    the local stand-in; for pyo3, the vetted interpreter's configuration.
 
     `mode` is "auto", "pyoxidizer" (no fallback) or "local" (no PyOxidizer).
     `python` is the vetted interpreter, or None when it failed the check.
     """
+    if project.engine == "pyo3":
+        return write_pyo3(project, python, mode)
     fresh_directory(project.artifact_dir)
     exe = pyoxidizer_exe() if mode != "local" else None
     if exe:
@@ -217,6 +235,39 @@ def produce(
         "PyOxidizer's own artifacts are."
     )
     return artifacts
+
+
+def write_pyo3(project: Project, python: Interpreter | None, mode: str) -> Artifacts:
+    """The pyo3 engine's artifacts: the vetted interpreter's pyo3 configuration,
+    rewritten only when it changes, so cargo's cache stays valid."""
+    if mode == "pyoxidizer":
+        raise HookError(
+            "--artifacts pyoxidizer needs the pyembed engine; this project uses pyo3.",
+            "Use --artifacts auto (the default) or local.",
+        )
+    if python is None:
+        raise HookError(
+            "The artifacts need a usable Python, and the check above found none.",
+            "Fix the problem it names, then run `python3 tools/hooks build` again.",
+        )
+    directory = project.artifact_dir
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_if_changed(directory / PYO3_CONFIG, python.pyo3_config())
+    except OSError as error:
+        raise HookError(
+            f"Cannot prepare {directory} for the artifacts ({error.strerror or error}).",
+            "Make the project's target folder writable (or remove it), then run "
+            "`python3 tools/hooks build` again.",
+        ) from error
+    return Artifacts(directory, "local", engine="pyo3")
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Write `text` unless the file already holds it: an unchanged file keeps
+    its time stamp, and cargo does not rebuild what depends on it."""
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
 
 
 def fresh_directory(directory: Path) -> None:

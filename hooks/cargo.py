@@ -124,12 +124,7 @@ def build(
         args.append("--release")
     if target_triple:
         args += ["--target", target_triple]
-    env = {
-        "PYOXIDIZER_ARTIFACT_DIR": str(artifacts.directory),
-        # pyo3 is configured before build.rs runs, so only cargo's environment
-        # can point it at the artifacts' Python (PyOxidizer issues 476, 498).
-        "PYO3_CONFIG_FILE": str(artifacts.pyo3_config),
-    }
+    env = artifacts.environment
     if sys.stderr.isatty():
         args += ["--color", "always"]  # cargo sees a pipe; keep the terminal's colours
     cargo = local[tool("cargo")][args]

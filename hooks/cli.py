@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python3 tools/hooks",
-        description="Check the Python a pyembed project links, and run its two-step build.",
+        description="Check the Python the project links, and run its two-step build.",
     )
     commands = top.add_subparsers(required=True, metavar="COMMAND")
 
@@ -59,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     add(
         "check",
         run_check,
-        "Find the Python the build will link, as PyO3 does, and check pyembed can embed it.",
+        "Find the Python the build will link, as PyO3 does, and check the engine can embed it.",
     )
     build = add(
         "build",
@@ -129,7 +129,7 @@ def check(project: Project, python_path: str | None, pointer_width: int | None) 
         say(
             f"It links {library}"
             + (", which build.rs finds at run time through an rpath." if python.shared else ".")
-            + f" pyembed {support.pyembed} supports CPython {support.python_range}: good."
+            + f" {support.name} supports CPython {support.python_range}: good."
         )
     return python
 
@@ -148,7 +148,11 @@ def build(project: Project, args: argparse.Namespace) -> Path:
     try:
         python = check(project, args.python, target.pointer_width)
     except HookError as error:
-        if args.artifacts == "local" or not artifacts.pyoxidizer_exe():
+        if (
+            project.engine != "pyembed"
+            or args.artifacts == "local"
+            or not artifacts.pyoxidizer_exe()
+        ):
             raise
         problem(error)
         note("PyOxidizer brings its own Python, so the build goes on without this one.")
@@ -161,10 +165,7 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         default = cargo.package(project)["features"].get("default", [])
         features = cargo.prebuilt_features(default, target.windows)
         say(f"Features: {' '.join(features)}")
-        say(
-            f"Environment: PYOXIDIZER_ARTIFACT_DIR={made.directory} "
-            f"PYO3_CONFIG_FILE={made.pyo3_config}"
-        )
+        say("Environment: " + " ".join(f"{k}={v}" for k, v in made.environment.items()))
         return cargo.build(project, made, features, args.target, args.release)
 
 

@@ -1,6 +1,7 @@
 """Find the Python the build will link, the way PyO3 does, and vet it.
 
-pyo3-build-config 0.17 (what pyembed 0.24 uses) picks, in order:
+pyo3-build-config (0.30 for the pyo3 engine, 0.17 for pyembed 0.24: the same
+rule) picks, in order:
 PYO3_PYTHON; the interpreter of an active virtualenv (VIRTUAL_ENV) or conda
 environment (CONDA_PREFIX), ignoring both when both are set; then `python`,
 then `python3` on PATH, whichever first reports "Python 3". We follow the same
@@ -20,7 +21,7 @@ from pathlib import Path
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
-from .project import Support, Version, dotted
+from .project import Support, Version, dotted, newest, support_table
 from .report import HookError
 
 PROBE_TIMEOUT = 30.0
@@ -46,6 +47,7 @@ print(json.dumps({
     "windows": platform.system() == "Windows",
     "build_flags": [flag for flag in ("Py_DEBUG", "Py_REF_DEBUG", "Py_TRACE_REFS",
                                       "COUNT_ALLOCS") if var(flag) == 1],
+    "free_threaded": var("Py_GIL_DISABLED") == 1,
 }))
 """
 
@@ -79,6 +81,7 @@ class Interpreter:
     platform: str
     windows: bool
     build_flags: list[str] = field(default_factory=list)
+    free_threaded: bool = False
 
     @property
     def describe(self) -> str:
@@ -152,7 +155,7 @@ def find(environ: Mapping[str, str] | None = None) -> Candidate:
     raise HookError(
         "No Python 3 interpreter found: PYO3_PYTHON is not set, no virtualenv is active, "
         "and neither `python` nor `python3` on PATH is Python 3.",
-        "Install CPython 3.8 or newer, or set PYO3_PYTHON to one.",
+        "Install CPython 3.9 or newer, or set PYO3_PYTHON to one.",
     )
 
 
@@ -218,6 +221,7 @@ def probe(candidate: Candidate) -> Interpreter:
         platform=data["platform"],
         windows=data["windows"],
         build_flags=data["build_flags"],
+        free_threaded=bool(data.get("free_threaded")),
     )
 
 
@@ -237,20 +241,30 @@ def problems(python: Interpreter, support: Support, pointer_width: int | None) -
     found = []
     if python.implementation != "CPython":
         found.append(
-            f"it is {python.implementation}, but pyembed embeds CPython only (it uses "
+            f"it is {python.implementation}, but {support.name} embeds CPython only (it uses "
             "CPython's PyConfig initialization API)."
         )
     elif python.version[:2] < support.python_min:
-        found.append(
-            f"it is Python {dotted(python.version)}, older than {dotted(support.python_min)}: "
+        why = (
             "pyembed needs PyPreConfig and fails to compile with "
             '"could not find PyPreConfig in pyffi" (PyOxidizer issues 255 and 477).'
+            if support.engine == "pyembed"
+            else f"pyo3 {support.pyo3} refuses to build against it."
+        )
+        found.append(
+            f"it is Python {dotted(python.version)}, older than {dotted(support.python_min)}: "
+            + why
         )
     elif python.version[:2] > support.python_max:
         found.append(
             f"it is Python {dotted(python.version)}, newer than pyo3 {support.pyo3} (used by "
-            f"pyembed {support.pyembed}) knows: it would compile against the wrong "
+            f"{support.name}) knows: it would compile against the wrong "
             "struct layouts and misbehave at run time."
+        )
+    elif python.free_threaded and not support.free_threaded:
+        found.append(
+            f"it is a free-threaded build (Python {dotted(python.version)}t), which "
+            f"{support.name} does not embed (hooks/support.yml says why)."
         )
     if not found and python.libpython() is None:
         wanted = f"lib{python.lib_name}.so or .a" if not python.windows else python.lib_name
@@ -281,26 +295,48 @@ def vet(
     raise HookError(
         f"The Python chosen because {python.candidate.reason}, {python.describe}, cannot "
         f"be embedded: {' Also, '.join(found)}",
-        fix_text(support, alternatives),
+        fix_text(support, alternatives, python),
     )
 
 
-def fix_text(support: Support, alternatives: Iterable[Interpreter]) -> str:
-    paths = [python.executable for python in alternatives]
+def other_engine(python: Interpreter, support: Support) -> Support | None:
+    """Another engine that can embed this interpreter's version, if any."""
+    if python.implementation != "CPython" or python.free_threaded:
+        return None
+    for engine, versions in support_table().items():
+        row = newest(versions)
+        if engine != support.engine and row.accepts(python.version):
+            return row
+    return None
+
+
+def fix_text(
+    support: Support, alternatives: Iterable[Interpreter], python: Interpreter | None = None
+) -> str:
+    paths = [found.executable for found in alternatives]
     advice = (
         f"Set PYO3_PYTHON to a CPython {support.python_range} with its libpython "
-        f"(pyembed {support.pyembed} supports those)"
+        f"({support.name} supports those)"
     )
     if not paths:
-        return (
-            f"{advice}; none is installed here: install one, for example with "
-            "`pyenv install 3.11` or your system's python3.11 and libpython3.11-dev."
+        advice += (
+            "; none is installed here: install one, for example with "
+            f"`pyenv install 3.{support.python_max[1]}` or your system's "
+            f"python3.{support.python_max[1]} and libpython3.{support.python_max[1]}-dev."
         )
-    return (
-        f"{advice}, for example PYO3_PYTHON={paths[0]}"
-        + (f" (also found: {', '.join(paths[1:])})" if len(paths) > 1 else "")
-        + "."
-    )
+    else:
+        advice += (
+            f", for example PYO3_PYTHON={paths[0]}"
+            + (f" (also found: {', '.join(paths[1:])})" if len(paths) > 1 else "")
+            + "."
+        )
+    other = other_engine(python, support) if python else None
+    if other:
+        advice += (
+            f" Or keep this Python and switch to the {other.engine} engine ({other.name}, "
+            f"CPython {other.python_range}): `copier update --trust --data engine={other.engine}`."
+        )
+    return advice
 
 
 def installed(support: Support, environ: Mapping[str, str] | None = None) -> list[Interpreter]:

@@ -1,4 +1,4 @@
-"""The generated project: its answers, and the pyembed support table."""
+"""The generated project: its answers, and the table of engines it can use."""
 
 from __future__ import annotations
 
@@ -16,14 +16,24 @@ SUPPORT_FILE = Path(__file__).resolve().parent / "support.yml"
 Version = tuple[int, ...]
 
 
+ENGINES = ("pyo3", "pyembed")
+
+
 @dataclass(frozen=True)
 class Support:
-    """What one pyembed version can link (a row of support.yml)."""
+    """What one engine at one crate version can embed (a row of support.yml)."""
 
-    pyembed: str
+    engine: str  # "pyo3" or "pyembed"
+    version: str  # the version of the engine's crate (pyo3 or pyembed)
     pyo3: str
     python_min: Version
     python_max: Version
+    free_threaded: bool = False
+
+    @property
+    def name(self) -> str:
+        """The engine's crate and version, such as "pyo3 0.30.1"."""
+        return f"{self.engine} {self.version}"
 
     @property
     def python_range(self) -> str:
@@ -37,17 +47,27 @@ def dotted(version: Version) -> str:
     return ".".join(map(str, version))
 
 
-def support_table() -> dict[str, Support]:
-    rows = yaml.safe_load(SUPPORT_FILE.read_text(encoding="utf-8"))["pyembed_support"]["default"]
+def support_table() -> dict[str, dict[str, Support]]:
+    """engine -> crate version -> what it supports."""
+    table = yaml.safe_load(SUPPORT_FILE.read_text(encoding="utf-8"))["engine_support"]["default"]
     return {
-        version: Support(
-            pyembed=version,
-            pyo3=row["pyo3"],
-            python_min=tuple(row["python_min"]),
-            python_max=tuple(row["python_max"]),
-        )
-        for version, row in rows.items()
+        engine: {
+            version: Support(
+                engine=engine,
+                version=version,
+                pyo3=row["pyo3"],
+                python_min=tuple(row["python_min"]),
+                python_max=tuple(row["python_max"]),
+                free_threaded=bool(row.get("free_threaded", False)),
+            )
+            for version, row in versions.items()
+        }
+        for engine, versions in table.items()
     }
+
+
+def newest(versions: dict[str, Support]) -> Support:
+    return versions[max(versions, key=_version_key)]
 
 
 @dataclass(frozen=True)
@@ -80,16 +100,31 @@ class Project:
         return str(self.answers.get("project_name") or self.root.name)
 
     @property
+    def engine(self) -> str:
+        """The engine answer; projects from before the question are pyembed ones."""
+        engine = self.answers.get("engine")
+        if engine is None:
+            return "pyembed" if self.answers.get("pyembed_version") else "pyo3"
+        if engine not in ENGINES:
+            raise HookError(
+                f"engine {engine!r} (from {ANSWERS_FILE}) is not one this template knows.",
+                "Run `copier update --trust --data engine=pyo3` (or engine=pyembed).",
+            )
+        return str(engine)
+
+    @property
     def support(self) -> Support:
-        table = support_table()
-        version = str(self.answers.get("pyembed_version") or max(table, key=_version_key))
-        if version not in table:
+        versions = support_table()[self.engine]
+        if self.engine != "pyembed":
+            return newest(versions)
+        version = str(self.answers.get("pyembed_version") or newest(versions).version)
+        if version not in versions:
             raise HookError(
                 f"pyembed {version} (from {ANSWERS_FILE}) is not in the template's "
-                f"support table, which knows {', '.join(sorted(table))}.",
+                f"support table, which knows {', '.join(sorted(versions))}.",
                 "Run `copier update --trust --data pyembed_version=...` with a supported one.",
             )
-        return table[version]
+        return versions[version]
 
     @property
     def artifact_dir(self) -> Path:

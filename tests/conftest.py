@@ -10,14 +10,35 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import copier
 import pytest
+import yaml
+
+from . import sidroot
 
 ROOT = Path(__file__).resolve().parent.parent
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+
+
+class _IgnoreIncludes(yaml.SafeLoader):
+    """copier.yml with its `!include` documents left out."""
+
+
+_IgnoreIncludes.add_constructor("!include", lambda loader, node: None)
+
+
+def copier_settings() -> dict[str, Any]:
+    """copier.yml's settings and questions, as one mapping."""
+    documents = yaml.load_all((ROOT / "copier.yml").read_text(), Loader=_IgnoreIncludes)
+    merged: dict[str, Any] = {}
+    for document in documents:
+        merged.update(document or {})
+    return merged
 
 
 def render(dest: Path, data: dict[str, Any] | None = None, *, tasks: bool = False) -> Path:
@@ -127,19 +148,7 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-GENERATED_FILES = {
-    ".cargo/config.toml",
-    ".copier-answers.yml",
-    ".gitignore",
-    "Cargo.lock",
-    "Cargo.toml",
-    "README.md",
-    "build.rs",
-    "demo-manifest.rc",
-    "demo.exe.manifest",
-    "pyoxidizer.bzl",
-    "src/main.rs",
-    "src/python_config.rs",
+HOOK_FILES = {
     "tools/hooks/__init__.py",
     "tools/hooks/__main__.py",
     "tools/hooks/artifacts.py",
@@ -151,6 +160,26 @@ GENERATED_FILES = {
     "tools/hooks/report.py",
     "tools/hooks/support.yml",
 }
+COMMON_FILES = {
+    ".cargo/config.toml",
+    ".copier-answers.yml",
+    ".gitignore",
+    "Cargo.lock",
+    "Cargo.toml",
+    "README.md",
+    "build.rs",
+    "demo-manifest.rc",
+    "demo.exe.manifest",
+    "src/main.rs",
+    *HOOK_FILES,
+}
+# The files of a project named "demo", by engine.
+FILES_BY_ENGINE = {
+    "pyo3": {*COMMON_FILES, "src/interpreter.rs", "src/rust_module.rs"},
+    "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs"},
+}
+# The default engine's.
+GENERATED_FILES = FILES_BY_ENGINE["pyo3"]
 
 
 @pytest.fixture(scope="session")
@@ -169,3 +198,140 @@ def require(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is not on PATH; the end-to-end tests need it")
     return path
+
+
+# ---- Building and running generated projects (end-to-end tests) ----
+
+
+def cargo(project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None):
+    """`cargo ARGS` in the project, with its own CARGO_TARGET_DIR; never raises."""
+    require("cargo")
+    return subprocess.run(
+        ["cargo", *args],
+        cwd=project,
+        env={**os.environ, "CARGO_TARGET_DIR": str(target_dir), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+
+
+def built(project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None) -> Path:
+    """`cargo build ARGS`, which must succeed; returns the executable's path."""
+    result = cargo(project, target_dir, "build", *args, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return target_dir / "debug" / project.name
+
+
+def run(binary: Path, *args: str, cwd: Path, stdin: str | None = None, env=None, status: int = 0):
+    """Run the built program; it must exit with `status`."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [str(binary), *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert result.returncode == status, (
+        f"{binary} exit {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
+
+
+# ---- Where a Python lives: this machine (pyenv) or a Debian sid root ----
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# CPython versions the sid root provides (tests/sidroot.py).
+SID_MINORS = ("3.14", "3.15")
+
+
+def missing(what: str) -> None:
+    """A tool or interpreter a test needs is absent: a failure in CI, else a skip
+    that says what is missing."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: a missing prerequisite fails the test)")
+    pytest.skip(what)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A CPython to link (`python`, the PYO3_PYTHON value) and where cargo and
+    the programs run: this machine, or inside the sid root (`root`)."""
+
+    minor: str
+    python: str
+    root: Path | None = None
+
+    def cargo(
+        self, project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {"PYO3_PYTHON": self.python, **(env or {})}
+        if self.root is None:
+            return cargo(project, target_dir, *args, env=env)
+        return sidroot.run(
+            self.root,
+            ["cargo", *args],
+            cwd=project,
+            env={"CARGO_TARGET_DIR": str(target_dir), **env},
+        )
+
+    def built(self, project: Path, target_dir: Path, *args: str) -> Path:
+        result = self.cargo(project, target_dir, "build", *args)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return target_dir / "debug" / project.name
+
+    def run(
+        self,
+        argv: list[str],
+        cwd: Path,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """A command, never raising on its exit status. On this machine it gets
+        this process's environment plus `env`; in the root, a clean one plus `env`."""
+        cwd.mkdir(parents=True, exist_ok=True)
+        if self.root is not None:
+            return sidroot.run(self.root, argv, cwd=cwd, env=env, stdin=stdin, timeout=300)
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def sid_root(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: Path) -> Iterator[Path]:
+    """The sid root, made once (about a minute) and mounted for the session with
+    the test folders and the shared CARGO_TARGET_DIR at the same paths."""
+    if os.geteuid() != 0:
+        missing("the sid root needs the root user (mount, chroot, debootstrap)")
+    try:
+        root = sidroot.ensure_root()
+    except RuntimeError as error:
+        missing(f"no sid root for CPython {' and '.join(SID_MINORS)}: {error}")
+    with sidroot.mounted(root, [tmp_path_factory.getbasetemp(), cargo_target_root]):
+        yield root
+
+
+def place_of(minor: str, request: pytest.FixtureRequest) -> Place:
+    """The Place of CPython `minor`: pyenv's, or the sid root's for 3.14+."""
+    if minor in SID_MINORS:
+        root = request.getfixturevalue("sid_root")
+        found = sidroot.pythons(root).get(minor)
+        if found is None:
+            missing(f"the sid root has no python{minor}")
+        return Place(minor, found, root)
+    path = pyenv_python(minor)
+    if path is None:
+        missing(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
+    return Place(minor, str(path))

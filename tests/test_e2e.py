@@ -1,5 +1,6 @@
-"""End-to-end: Copier renders this repository, cargo builds the project
-against crates.io, and the built program runs Python.
+"""End-to-end, pyembed engine: Copier renders this repository, cargo builds the
+project against crates.io, and the built program runs Python. (The pyo3
+engine's are in test_e2e_pyo3.py.)
 
 All builds share one CARGO_TARGET_DIR per linked interpreter (pyo3 rebuilds
 when the interpreter changes, so mixing them in one folder would thrash).
@@ -17,47 +18,11 @@ import pytest
 
 from hooks import interpreter
 
-from .conftest import copy_cli, flat, pyenv_python, render, require
+from .conftest import built, cargo, copy_cli, flat, pyenv_python, render, require, run
 
 pytestmark = pytest.mark.e2e
 
 IMPORTS = "import ssl, sqlite3, json, decimal, ctypes, sys; print(sys.version)"
-
-
-def cargo(project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None):
-    require("cargo")
-    return subprocess.run(
-        ["cargo", *args],
-        cwd=project,
-        env={**os.environ, "CARGO_TARGET_DIR": str(target_dir), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-
-
-def built(project: Path, target_dir: Path, *args: str, env: dict[str, str] | None = None):
-    """`cargo build ARGS`, which must succeed; returns the executable's path."""
-    result = cargo(project, target_dir, "build", *args, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return target_dir / "debug" / project.name
-
-
-def run(binary: Path, *args: str, cwd: Path, stdin: str | None = None, env=None):
-    cwd.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [str(binary), *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    assert result.returncode == 0, f"{binary} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def linked_python() -> interpreter.Interpreter:
@@ -69,7 +34,7 @@ def test_default_project_builds_locked_and_runs_python_with_c_extensions(
     tmp_path: Path, cargo_target_root: Path
 ) -> None:
     project = tmp_path / "demo"
-    result = copy_cli(project, "project_name=demo")
+    result = copy_cli(project, "project_name=demo", "engine=pyembed")
     assert result.returncode == 0, result.stderr
     lock = (project / "Cargo.lock").read_text()
     binary = built(project, cargo_target_root / "default", "--locked")
@@ -91,7 +56,7 @@ def test_default_project_builds_locked_and_runs_python_with_c_extensions(
 def test_generated_code_is_clean_for_rustfmt_and_clippy(
     tmp_path: Path, cargo_target_root: Path
 ) -> None:
-    project = render(tmp_path / "demo")
+    project = render(tmp_path / "demo", {"engine": "pyembed"})
     fmt = cargo(project, cargo_target_root / "default", "fmt", "--check")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     # cargo fmt only reaches modules; the included configuration is checked directly.
@@ -116,7 +81,9 @@ def test_each_rust_global_allocator_builds_and_runs(
     allocator: str, tmp_path: Path, cargo_target_root: Path
 ) -> None:
     name = f"global-{allocator}"
-    project = render(tmp_path / name, {"project_name": name, "global_allocator": allocator})
+    project = render(
+        tmp_path / name, {"engine": "pyembed", "project_name": name, "global_allocator": allocator}
+    )
     binary = built(project, cargo_target_root / "default", "--locked")
     assert "ok" in run(binary, "-c", "import json; print('ok')", cwd=tmp_path).stdout
 
@@ -126,7 +93,9 @@ def test_each_python_allocator_builds_and_runs_with_python_using_it(
     allocator: str, tmp_path: Path, cargo_target_root: Path
 ) -> None:
     name = f"python-{allocator}"
-    project = render(tmp_path / name, {"project_name": name, "python_allocator": allocator})
+    project = render(
+        tmp_path / name, {"engine": "pyembed", "project_name": name, "python_allocator": allocator}
+    )
     binary = built(project, cargo_target_root / "default", "--locked")
     # Allocation-heavy Python code through the custom allocator.
     code = "x = [str(i) * 10 for i in range(200000)]; import json; print(len(json.dumps(x)))"
@@ -145,7 +114,12 @@ def test_run_module_answer_runs_the_module_with_the_programs_arguments(
 ) -> None:
     project = render(
         tmp_path / "jsontool",
-        {"project_name": "jsontool", "run_mode": "module", "run_module": "json.tool"},
+        {
+            "engine": "pyembed",
+            "project_name": "jsontool",
+            "run_mode": "module",
+            "run_module": "json.tool",
+        },
     )
     binary = built(project, cargo_target_root / "default", "--locked")
     ran = run(binary, "--sort-keys", "--compact", cwd=tmp_path, stdin='{"b": 1, "a": 2}')
@@ -157,7 +131,8 @@ def test_run_code_answer_runs_exactly_that_code_with_the_programs_arguments(
 ) -> None:
     code = 'import sys\nprint("args:", sys.argv[1:], "quote\\"s", \'tab\\there\')'
     project = render(
-        tmp_path / "coder", {"project_name": "coder", "run_mode": "code", "run_code": code}
+        tmp_path / "coder",
+        {"engine": "pyembed", "project_name": "coder", "run_mode": "code", "run_code": code},
     )
     binary = built(project, cargo_target_root / "default", "--locked")
     ran = run(binary, "one", "two words", cwd=tmp_path)
@@ -170,7 +145,7 @@ def test_run_build_makes_a_prebuilt_artifacts_binary_offline_and_reruns_without_
     project = tmp_path / "built"
     target_dir = cargo_target_root / "default"
     env = {"CARGO_TARGET_DIR": str(target_dir)}
-    result = copy_cli(project, "project_name=built", "run_build=true", env=env)
+    result = copy_cli(project, "project_name=built", "engine=pyembed", "run_build=true", env=env)
     assert result.returncode == 0, result.stderr
     out = flat(result.stdout)
     assert "Step 1 of 2" in out
@@ -207,7 +182,7 @@ def test_default_project_builds_and_runs_with_every_supported_python(
     if python is None:
         pytest.skip(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
     name = f"py{minor.replace('.', '')}"
-    project = render(tmp_path / name, {"project_name": name})
+    project = render(tmp_path / name, {"engine": "pyembed", "project_name": name})
     env = {"PYO3_PYTHON": str(python)}
     binary = built(project, cargo_target_root / f"python{minor}", "--locked", env=env)
     ran = run(binary, "-c", IMPORTS, cwd=tmp_path)
@@ -220,7 +195,7 @@ def test_build_script_refuses_a_python_newer_than_pyo3_supports(
     python = pyenv_python("3.12")
     if python is None:
         pytest.skip("Python 3.12 is not installed under ~/.pyenv/versions on this machine")
-    project = render(tmp_path / "tooneww", {"project_name": "toonew"})
+    project = render(tmp_path / "tooneww", {"engine": "pyembed", "project_name": "toonew"})
     result = cargo(
         project, cargo_target_root / "python3.12", "build", env={"PYO3_PYTHON": str(python)}
     )
@@ -234,7 +209,7 @@ def test_build_script_refuses_a_python_newer_than_pyo3_supports(
 def test_prebuilt_mode_without_artifacts_explains_how_to_make_them(
     tmp_path: Path, cargo_target_root: Path
 ) -> None:
-    project = render(tmp_path / "noart", {"project_name": "noart"})
+    project = render(tmp_path / "noart", {"engine": "pyembed", "project_name": "noart"})
     result = cargo(
         project, cargo_target_root / "default", "build", "--no-default-features",
         "--features", "build-mode-prebuilt-artifacts",
@@ -249,7 +224,7 @@ def test_prebuilt_mode_without_artifacts_explains_how_to_make_them(
 def test_two_build_modes_at_once_are_refused_with_the_fix(
     tmp_path: Path, cargo_target_root: Path
 ) -> None:
-    project = render(tmp_path / "twomodes", {"project_name": "twomodes"})
+    project = render(tmp_path / "twomodes", {"engine": "pyembed", "project_name": "twomodes"})
     result = cargo(
         project, cargo_target_root / "default", "build",
         "--features", "build-mode-prebuilt-artifacts",
@@ -262,7 +237,10 @@ def test_pyoxidizer_exe_mode_offline_fails_with_a_clear_message(
     tmp_path: Path, cargo_target_root: Path
 ) -> None:
     require("pyoxidizer")
-    project = render(tmp_path / "pyox", {"project_name": "pyox", "build_mode": "pyoxidizer-exe"})
+    project = render(
+        tmp_path / "pyox",
+        {"engine": "pyembed", "project_name": "pyox", "build_mode": "pyoxidizer-exe"},
+    )
     result = cargo(project, cargo_target_root / "default", "build")
     assert result.returncode != 0
     error = flat(result.stderr)
@@ -281,7 +259,7 @@ def test_pyoxidizer_exe_mode_offline_fails_with_a_clear_message(
 def test_conflicting_allocator_features_are_refused_with_the_fix(
     features: str, says: str, tmp_path: Path, cargo_target_root: Path
 ) -> None:
-    project = render(tmp_path / "twoalloc", {"project_name": "twoalloc"})
+    project = render(tmp_path / "twoalloc", {"engine": "pyembed", "project_name": "twoalloc"})
     result = cargo(project, cargo_target_root / "default", "build", "--features", features)
     assert result.returncode != 0
     assert says in flat(result.stderr)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ROOT, copy_cli, files, flat, pyenv_python, render, require
 
@@ -46,7 +47,10 @@ def without_commit(contents: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def assert_same_as_a_plain_render(project: Path) -> None:
-    reference = render(project.parent / "reference" / project.name, {"project_name": "demo"})
+    engine = yaml.safe_load((project / ".copier-answers.yml").read_text())["engine"]
+    reference = render(
+        project.parent / "reference" / project.name, {"project_name": "demo", "engine": engine}
+    )
     assert without_commit(files(project)) == without_commit(files(reference))
 
 
@@ -210,7 +214,7 @@ def test_pyoxidizer_failing_is_reported_and_the_build_goes_on_locally(
     target_dir = cargo_target_root / "default"
     env = {"PYOXIDIZER_EXE": exe, "CARGO_TARGET_DIR": str(target_dir)}
     project = tmp_path / "demo"
-    result = copy_cli(project, "project_name=demo", "run_build=true", env=env)
+    result = copy_cli(project, "project_name=demo", "engine=pyembed", "run_build=true", env=env)
     assert result.returncode == 0, result.stderr
     assert_same_as_a_plain_render(project)
     out = result.stdout
@@ -228,7 +232,7 @@ def test_pyoxidizer_hanging_is_stopped_at_the_time_limit_and_named(
     env = {"PYOXIDIZER_EXE": exe, "PYOXIDIZER_TIMEOUT": "2", "CARGO_TARGET_DIR": str(target_dir)}
     project = tmp_path / "demo"
     started = time.monotonic()
-    result = copy_cli(project, "project_name=demo", "run_build=true", env=env)
+    result = copy_cli(project, "project_name=demo", "engine=pyembed", "run_build=true", env=env)
     assert result.returncode == 0, result.stderr
     assert_same_as_a_plain_render(project)
     assert "did not finish within 2 s and was stopped" in flat(result.stdout)

@@ -1,9 +1,11 @@
 """The hooks' build steps without cargo: PyOxidizer's invocation and its
-fallback, the local artifacts, the features given to cargo, the messages."""
+fallback (pyembed engine), the artifacts of each engine, the features given
+to cargo, the messages."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import sys
@@ -23,16 +25,29 @@ TRIPLE = "x86_64-unknown-linux-gnu"
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render(tmp_path_factory.mktemp("hooks") / "demo")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {
+        engine: render(tmp_path_factory.mktemp(engine) / "demo", {"engine": engine})
+        for engine in ("pyembed", "pyo3")
+    }
 
 
-@pytest.fixture
-def project(rendered: Path, tmp_path: Path) -> Project:
+def private_copy(rendered: Path, tmp_path: Path) -> Project:
     """A private copy, since the steps write into target/."""
     copy = tmp_path / "demo"
     shutil.copytree(rendered, copy)
     return Project.at(copy)
+
+
+@pytest.fixture
+def project(rendered: dict[str, Path], tmp_path: Path) -> Project:
+    """A pyembed project."""
+    return private_copy(rendered["pyembed"], tmp_path)
+
+
+@pytest.fixture
+def pyo3_project(rendered: dict[str, Path], tmp_path: Path) -> Project:
+    return private_copy(rendered["pyo3"], tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +171,32 @@ def test_no_usable_python_and_no_pyoxidizer_is_a_clear_error(
     monkeypatch.setenv("PYOXIDIZER_EXE", "")
     with local.env(PATH="/nonexistent"), pytest.raises(HookError, match="need a usable Python"):
         artifacts.produce(project, None, TRIPLE, "debug")
+
+
+def test_pyo3_artifacts_are_the_checked_pythons_pyo3_configuration_and_nothing_else(
+    pyo3_project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, "")))
+    made = artifacts.produce(pyo3_project, python, TRIPLE, "debug")
+    assert not (tmp_path / "record.json").exists()  # PyOxidizer is pyembed's
+    assert sorted(p.name for p in made.directory.iterdir()) == [artifacts.PYO3_CONFIG]
+    assert made.pyo3_config.read_text() == python.pyo3_config()
+    assert made.environment == {"PYO3_CONFIG_FILE": str(made.pyo3_config)}
+
+
+def test_pyo3_artifacts_that_did_not_change_are_not_rewritten(
+    pyo3_project: Project, python
+) -> None:
+    first = artifacts.produce(pyo3_project, python, TRIPLE, "debug")
+    stamp = first.pyo3_config.stat().st_mtime_ns
+    os.utime(first.pyo3_config, ns=(stamp - 10**9, stamp - 10**9))
+    again = artifacts.produce(pyo3_project, python, TRIPLE, "debug")
+    assert again.pyo3_config.stat().st_mtime_ns == stamp - 10**9
+
+
+def test_pyoxidizer_artifacts_are_refused_for_a_pyo3_project(pyo3_project: Project, python) -> None:
+    with pytest.raises(HookError, match="--artifacts pyoxidizer needs the pyembed engine"):
+        artifacts.produce(pyo3_project, python, TRIPLE, "debug", mode="pyoxidizer")
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,26 @@ from hooks.report import HookError
 
 from .conftest import pyenv_python
 
-SUPPORT = support_table()["0.24.0"]
-SUPPORTED = ["3.8", "3.9", "3.10", "3.11"]
-REFUSED = ["2.7", "3.6", "3.7", "3.12", "3.13"]
+PYEMBED = support_table()["pyembed"]["0.24.0"]
+PYO3 = support_table()["pyo3"]["0.30.1"]
+SUPPORT = PYEMBED  # the tests that do not depend on the engine use this one
+ENGINES = {"pyembed": PYEMBED, "pyo3": PYO3}
+# What each engine embeds, of the versions pyenv has here (3.14 and 3.15 are
+# tested in a Debian sid root, tests/sidroot.py).
+SUPPORTED = {
+    "pyembed": ["3.8", "3.9", "3.10", "3.11"],
+    "pyo3": ["3.9", "3.10", "3.11", "3.12", "3.13"],
+}
+REFUSED = {
+    "pyembed": ["2.7", "3.6", "3.7", "3.12", "3.13"],
+    "pyo3": ["2.7", "3.6", "3.7", "3.8"],
+}
+# The engine a refused version is pointed to, if one can embed it.
+OTHER_ENGINE = {
+    ("pyembed", "3.12"): "pyo3",
+    ("pyembed", "3.13"): "pyo3",
+    ("pyo3", "3.8"): "pyembed",
+}
 
 
 def installed_python(minor: str) -> Path:
@@ -43,29 +60,52 @@ def script(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("minor", SUPPORTED)
-def test_supported_cpython_is_accepted(minor: str) -> None:
+@pytest.mark.parametrize(
+    ("engine", "minor"), [(e, m) for e, minors in SUPPORTED.items() for m in minors]
+)
+def test_supported_cpython_is_accepted(engine: str, minor: str) -> None:
     python = interpreter.probe(Candidate(str(installed_python(minor)), "PYO3_PYTHON is set"))
     assert python.implementation == "CPython"
     assert f"{python.version[0]}.{python.version[1]}" == minor
     assert python.libpython() is not None
-    interpreter.vet(python, SUPPORT, pointer_width=64)
+    interpreter.vet(python, ENGINES[engine], pointer_width=64)
 
 
-@pytest.mark.parametrize("minor", REFUSED)
-def test_unsupported_python_is_refused_with_the_supported_range_named(minor: str) -> None:
+@pytest.mark.parametrize(
+    ("engine", "minor"), [(e, m) for e, minors in REFUSED.items() for m in minors]
+)
+def test_unsupported_python_is_refused_with_the_range_and_the_other_engine_named(
+    engine: str, minor: str
+) -> None:
+    support = ENGINES[engine]
     python = interpreter.probe(Candidate(str(installed_python(minor)), "PYO3_PYTHON is set"))
     with pytest.raises(HookError) as refused:
-        interpreter.vet(python, SUPPORT, 64, interpreter.installed(SUPPORT))
+        interpreter.vet(python, support, 64, interpreter.installed(support))
     message = str(refused.value)
     assert f"Python {minor}." in message
     assert str(python.executable) in message
-    assert "CPython 3.8 to 3.11" in message
+    assert f"CPython {support.python_range}" in message
     assert "PYO3_PYTHON=" in message  # the fix names a compatible interpreter
-    if python.version[:2] < (3, 8):
+    if engine == "pyembed" and python.version[:2] < (3, 8):
         assert "PyPreConfig" in message
+    elif python.version[:2] > support.python_max:
+        assert f"pyo3 {support.pyo3}" in message
+    other = OTHER_ENGINE.get((engine, minor))
+    if other:
+        assert f"copier update --trust --data engine={other}`" in message
     else:
-        assert "pyo3 0.17.3" in message
+        assert "--data engine=" not in message
+
+
+def test_a_free_threaded_python_is_refused_by_the_pyo3_engine_and_no_engine_is_offered() -> None:
+    # No free-threaded CPython is installed here; its probe differs only there.
+    python = interpreter.probe(Candidate(str(installed_python("3.13")), "test"))
+    free_threaded = type(python)(**{**python.__dict__, "free_threaded": True})
+    with pytest.raises(HookError) as refused:
+        interpreter.vet(free_threaded, PYO3, 64)
+    message = str(refused.value)
+    assert "it is a free-threaded build (Python 3.13.0t)" in message
+    assert "--data engine=" not in message
 
 
 def test_python_2_is_probed_rather_than_reported_as_broken() -> None:
@@ -177,12 +217,13 @@ def test_a_pointer_width_mismatch_is_refused() -> None:
 
 
 def test_installed_lists_only_compatible_interpreters() -> None:
-    found = interpreter.installed(SUPPORT)
-    assert found, "this machine has CPython 3.8 to 3.11"
-    for python in found:
-        assert SUPPORT.accepts(python.version)
-    executables = [os.path.realpath(p.executable) for p in found]
-    assert len(executables) == len(set(executables))
+    for support in ENGINES.values():
+        found = interpreter.installed(support)
+        assert found, f"this machine has a CPython {support.name} embeds"
+        for python in found:
+            assert support.accepts(python.version)
+        executables = [os.path.realpath(p.executable) for p in found]
+        assert len(executables) == len(set(executables))
 
 
 def test_pyo3_configuration_matches_what_pyo3_writes_for_the_same_interpreter() -> None:

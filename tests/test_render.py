@@ -1,6 +1,6 @@
 """Every answer shows up where it must in the generated project, without cargo:
 Cargo.toml and Cargo.lock parsed as TOML, the Rust sources, pyoxidizer.bzl,
-the README and the answers file."""
+the README and the answers file, for both engines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from .conftest import GENERATED_FILES, ROOT, files, render
+from .conftest import FILES_BY_ENGINE, ROOT, copier_settings, files, render
 
 try:
     import tomllib
@@ -22,32 +22,42 @@ except ModuleNotFoundError:  # Python < 3.11
 # The tests render the working tree on purpose, uncommitted changes included.
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
 
+ENGINES = ["pyo3", "pyembed"]
+
 DEFAULTS = {
     "project_name": "demo",
+    "engine": "pyo3",
     "build_mode": "standalone",
     "global_allocator": "system",
     "python_allocator": "default",
     "windows_subsystem": "console",
     "run_mode": "repl",
-    "pyembed_version": "0.24.0",
 }
+# Defaults that only apply to one engine.
+ENGINE_DEFAULTS = {"pyo3": {}, "pyembed": {"pyembed_version": "0.24.0"}}
 
 ALLOCATORS = ["jemalloc", "mimalloc", "snmalloc"]
 
 # Written out here rather than read from hooks/support.yml, so a wrong table
 # there cannot make its own test pass.
-SUPPORT = {"0.24.0": {"pyo3": "0.17.3", "python_min": (3, 8), "python_max": (3, 11)}}
+SUPPORT = {
+    "pyembed": {"0.24.0": {"pyo3": "0.17.3", "python_min": (3, 8), "python_max": (3, 11)}},
+    "pyo3": {"0.30.1": {"pyo3": "0.30.1", "python_min": (3, 9), "python_max": (3, 15)}},
+}
 
 ANSWERS = [
     "project_name",
+    "engine",
     "build_mode",
     "global_allocator",
     "python_allocator",
     "windows_subsystem",
     "run_mode",
-    "pyembed_version",
 ]
+ENGINE_ANSWERS = {"pyo3": [], "pyembed": ["pyembed_version"]}
 COMPUTED = [
+    "engine_version",
+    "rust_module_name",
     "python_min",
     "python_max",
     "pyo3_version",
@@ -57,20 +67,23 @@ COMPUTED = [
     "cargo_reserved_names",
     "windows_reserved_names",
     "lock_crate_names",
-    "pyembed_support",
+    "engine_support",
 ]
 
 RUN_SETTING_BZL = re.compile(r"^\s*python_config\.(run_\w+|parse_argv)\s*=\s*(.*)$", re.MULTILINE)
 RUN_SETTING_RS = re.compile(r"^\s*(run_\w+|parse_argv):\s*(.*),$", re.MULTILINE)
 
 
-# Every value of every choice question is in one of these answer sets, so four
-# renders cover them all. windows_subsystem=windows is refused with jemalloc,
-# hence the pairing. The names are also ones the Cargo.lock test wants.
+# Every value of every choice question is in one of these answer sets, for each
+# engine, so a few renders cover them all. windows_subsystem=windows is refused
+# with jemalloc, hence the pairing. The names are also ones the Cargo.lock test
+# wants.
 VARIANTS = [
     {},
+    {"engine": "pyembed"},
     {
         "project_name": "a",
+        "engine": "pyembed",
         "build_mode": "pyoxidizer-exe",
         "global_allocator": "jemalloc",
         "python_allocator": "jemalloc",
@@ -80,6 +93,7 @@ VARIANTS = [
     },
     {
         "project_name": "zz",
+        "engine": "pyembed",
         "build_mode": "prebuilt-artifacts",
         "global_allocator": "mimalloc",
         "python_allocator": "snmalloc",
@@ -87,7 +101,30 @@ VARIANTS = [
         "run_mode": "code",
         "run_code": "print('hi')",
     },
-    {"project_name": "Zed", "global_allocator": "snmalloc", "python_allocator": "mimalloc"},
+    {
+        "project_name": "Zed",
+        "engine": "pyembed",
+        "global_allocator": "snmalloc",
+        "python_allocator": "mimalloc",
+    },
+    {
+        "project_name": "b",
+        "build_mode": "prebuilt-artifacts",
+        "global_allocator": "jemalloc",
+        "python_allocator": "jemalloc",
+        "run_mode": "module",
+        "run_module": "http.server",
+        "run_build": True,
+    },
+    {
+        "project_name": "zy",
+        "global_allocator": "mimalloc",
+        "python_allocator": "snmalloc",
+        "windows_subsystem": "windows",
+        "run_mode": "code",
+        "run_code": "print('hi')",
+    },
+    {"project_name": "Zz", "global_allocator": "snmalloc", "python_allocator": "mimalloc"},
 ]
 
 
@@ -103,9 +140,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
     def has(variant: dict[str, Any], answers: dict[str, Any]) -> bool:
         given = {**DEFAULTS, **variant}
+        given = {**ENGINE_DEFAULTS[given["engine"]], **given}
         return all(key in given and given[key] == value for key, value in answers.items())
 
     def make(**answers: Any) -> Path:
+        answers = {"engine": DEFAULTS["engine"], **answers}
         index = next((i for i, v in enumerate(candidates) if has(v, answers)), len(candidates))
         if index == len(candidates):
             candidates.append(answers)
@@ -168,7 +207,7 @@ def satisfies(requirement: str, version: str) -> bool:
     if requirement.startswith("="):
         return version == requirement[1:]
     want = [int(part) for part in requirement.split(".")]
-    have = [int(part) for part in version.split(".")]
+    have = [int(part) for part in version.split("+")[0].split(".")]
     significant = next((i for i, part in enumerate(want) if part), len(want) - 1) + 1
     return have >= want and have[:significant] == want[:significant]
 
@@ -176,12 +215,20 @@ def satisfies(requirement: str, version: str) -> bool:
 # ---- Defaults ----
 
 
-def test_defaults_generate_exactly_the_expected_files(project):
-    assert set(files(project())) == GENERATED_FILES
+@pytest.mark.parametrize("engine", ENGINES)
+def test_defaults_generate_exactly_the_expected_files(project, engine):
+    assert set(files(project(engine=engine))) == FILES_BY_ENGINE[engine]
 
 
-def test_default_cargo_toml_is_a_standalone_package_that_pins_pyembed(project):
-    cargo = toml(project(), "Cargo.toml")
+def test_the_default_engine_is_pyo3(project):
+    answers = yaml.safe_load(read(project(), ".copier-answers.yml"))
+
+    assert answers["engine"] == "pyo3"
+    assert "pyembed_version" not in answers
+
+
+def test_default_pyembed_cargo_toml_is_a_standalone_package_that_pins_pyembed(project):
+    cargo = toml(project(engine="pyembed"), "Cargo.toml")
 
     assert cargo["package"]["name"] == "demo"
     assert cargo["package"]["build"] == "build.rs"
@@ -191,8 +238,18 @@ def test_default_cargo_toml_is_a_standalone_package_that_pins_pyembed(project):
     assert cargo["dependencies"]["pyembed"] == {"version": "=0.24.0", "default-features": False}
 
 
-def test_default_cargo_toml_declares_every_feature_with_standalone_as_default(project):
-    features = toml(project(), "Cargo.toml")["features"]
+def test_default_pyo3_cargo_toml_is_a_standalone_package_on_pyo3_without_macros(project):
+    cargo = toml(project(), "Cargo.toml")
+
+    assert cargo["package"]["name"] == "demo"
+    assert cargo["package"]["build"] == "build.rs"
+    assert cargo["workspace"] == {}
+    assert cargo["dependencies"]["pyo3"] == {"version": "0.30.1", "default-features": False}
+    assert "pyembed" not in cargo["dependencies"]
+
+
+def test_default_pyembed_cargo_toml_declares_every_feature_with_standalone_as_default(project):
+    features = toml(project(engine="pyembed"), "Cargo.toml")["features"]
 
     assert features == {
         "default": ["build-mode-standalone"],
@@ -208,37 +265,77 @@ def test_default_cargo_toml_declares_every_feature_with_standalone_as_default(pr
     }
 
 
-def test_embed_resource_is_a_build_dependency_of_windows_builds_only(project):
-    cargo = toml(project(), "Cargo.toml")
+def test_default_pyo3_cargo_toml_has_two_build_modes_and_every_allocator_feature(project):
+    features = toml(project(), "Cargo.toml")["features"]
+
+    assert features == {
+        "default": ["build-mode-standalone"],
+        "build-mode-standalone": [],
+        "build-mode-prebuilt-artifacts": [],
+        "global-allocator-jemalloc": ["dep:tikv-jemallocator"],
+        "global-allocator-mimalloc": ["dep:mimalloc"],
+        "global-allocator-snmalloc": ["dep:snmalloc-rs"],
+        "allocator-jemalloc": ["dep:tikv-jemalloc-sys"],
+        "allocator-mimalloc": ["dep:libmimalloc-sys"],
+        "allocator-snmalloc": ["dep:snmalloc-sys"],
+    }
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_embed_resource_is_a_build_dependency_of_windows_builds_only(project, engine):
+    cargo = toml(project(engine=engine), "Cargo.toml")
 
     assert "embed-resource" in cargo["target"]["cfg(windows)"]["build-dependencies"]
     assert "embed-resource" not in cargo["build-dependencies"]
     assert "embed-resource" not in cargo["dependencies"]
 
 
-def test_pyo3_build_config_is_the_build_dependency_that_pyembed_uses(project):
-    build_dependency = toml(project(), "Cargo.toml")["build-dependencies"]["pyo3-build-config"]
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pyo3_build_config_is_the_build_dependency_that_the_engine_uses(project, engine):
+    build_dependency = toml(project(engine=engine), "Cargo.toml")["build-dependencies"][
+        "pyo3-build-config"
+    ]
+    (row,) = SUPPORT[engine].values()
 
-    assert build_dependency["version"] == "0.17.3"
+    assert build_dependency["version"] == row["pyo3"]
     assert "resolve-config" in build_dependency["features"]
 
 
 # ---- Each value of each choice question ----
 
 
-@pytest.mark.parametrize("build_mode", ["standalone", "pyoxidizer-exe", "prebuilt-artifacts"])
-def test_build_mode_is_the_first_and_only_build_mode_in_the_default_features(project, build_mode):
-    generated = project(build_mode=build_mode)
+BUILD_MODES = {
+    "pyembed": ["standalone", "pyoxidizer-exe", "prebuilt-artifacts"],
+    "pyo3": ["standalone", "prebuilt-artifacts"],
+}
+
+
+@pytest.mark.parametrize(
+    ("engine", "build_mode"), [(e, m) for e, modes in BUILD_MODES.items() for m in modes]
+)
+def test_build_mode_is_the_first_and_only_build_mode_in_the_default_features(
+    project, engine, build_mode
+):
+    generated = project(engine=engine, build_mode=build_mode)
     default = default_features(generated)
+    declared = [f for f in toml(generated, "Cargo.toml")["features"] if f.startswith("build-mode")]
 
     assert default[0] == f"build-mode-{build_mode}"
     assert [feature for feature in default if feature.startswith("build-mode-")] == [default[0]]
+    assert declared == [f"build-mode-{mode}" for mode in BUILD_MODES[engine]]
     assert f"The default build mode is `{build_mode}`" in read(generated, "README.md")
 
 
+GLOBAL_ALLOCATOR_TYPES = {
+    "pyembed": {"jemalloc": "jemallocator::Jemalloc"},
+    "pyo3": {"jemalloc": "tikv_jemallocator::Jemalloc"},
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("allocator", ["system", *ALLOCATORS])
-def test_global_allocator_enables_its_feature_and_optional_dependency(project, allocator):
-    generated = project(global_allocator=allocator)
+def test_global_allocator_enables_its_feature_and_optional_dependency(project, engine, allocator):
+    generated = project(engine=engine, global_allocator=allocator)
     cargo = toml(generated, "Cargo.toml")
     enabled = [f for f in cargo["features"]["default"] if f.startswith("global-allocator-")]
     by_hand = re.search(
@@ -263,8 +360,10 @@ def test_global_allocator_enables_its_feature_and_optional_dependency(project, a
 
 
 @pytest.mark.parametrize("allocator", ["default", *ALLOCATORS])
-def test_python_allocator_sets_the_same_backend_for_both_interpreter_configs(project, allocator):
-    generated = project(python_allocator=allocator)
+def test_pyembed_python_allocator_sets_the_same_backend_for_both_interpreter_configs(
+    project, allocator
+):
+    generated = project(engine="pyembed", python_allocator=allocator)
     cargo = toml(generated, "Cargo.toml")
     enabled = {f for f in cargo["features"]["default"] if f.startswith("allocator-")}
     bzl_backends = re.findall(
@@ -283,8 +382,35 @@ def test_python_allocator_sets_the_same_backend_for_both_interpreter_configs(pro
     assert f'python_config.allocator_backend = "{allocator}"' in read(generated, "README.md")
 
 
+PYO3_ALLOCATOR_CRATES = {
+    "jemalloc": "tikv_jemalloc_sys",
+    "mimalloc": "libmimalloc_sys",
+    "snmalloc": "snmalloc_sys",
+}
+
+
+@pytest.mark.parametrize("allocator", ["default", *ALLOCATORS])
+def test_pyo3_python_allocator_enables_its_c_library_for_the_interpreter(project, allocator):
+    generated = project(python_allocator=allocator)
+    cargo = toml(generated, "Cargo.toml")
+    enabled = {f for f in cargo["features"]["default"] if f.startswith("allocator-")}
+    interpreter_rs = read(generated, "src/interpreter.rs")
+
+    assert enabled == (set() if allocator == "default" else {f"allocator-{allocator}"})
+    for name, crate in PYO3_ALLOCATOR_CRATES.items():
+        # Each allocator's functions come from its crate, under its own feature.
+        assert re.search(
+            rf'#\[cfg\(feature = "allocator-{name}"\)\]\s*use {crate}::', interpreter_rs
+        )
+        dependency = cargo["features"][f"allocator-{name}"][0].removeprefix("dep:")
+        assert dependency.replace("-", "_") == crate
+        assert cargo["dependencies"][dependency]["optional"] is True
+    for domain in ("RAW", "MEM", "OBJ"):
+        assert f"PYMEM_DOMAIN_{domain}" in interpreter_rs
+
+
 def test_standalone_config_maps_each_allocator_feature_to_its_backend(project):
-    python_config_rs = read(project(), "src/python_config.rs")
+    python_config_rs = read(project(engine="pyembed"), "src/python_config.rs")
 
     for allocator in ALLOCATORS:
         assert standalone_backend(python_config_rs, {f"allocator-{allocator}"}) == (
@@ -294,45 +420,51 @@ def test_standalone_config_maps_each_allocator_feature_to_its_backend(project):
     assert "allocator_backend: allocator_backend()," in python_config_rs
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("subsystem", ["console", "windows"])
-def test_windows_subsystem_is_the_crate_attribute_of_main_rs(project, subsystem):
-    main_rs = read(project(windows_subsystem=subsystem), "src/main.rs")
+def test_windows_subsystem_is_the_crate_attribute_of_main_rs(project, engine, subsystem):
+    main_rs = read(project(engine=engine, windows_subsystem=subsystem), "src/main.rs")
 
     assert re.findall(r"^#!\[windows_subsystem = .*$", main_rs, re.MULTILINE) == [
         f'#![windows_subsystem = "{subsystem}"]'
     ]
 
 
+RUN_MODES = [
+    pytest.param(
+        {"run_mode": "repl"},
+        {},
+        {},
+        "interpreter::Run::Python",
+        "The program behaves like `python`",
+        id="repl",
+    ),
+    pytest.param(
+        {"run_mode": "module", "run_module": "http.server"},
+        {"run_module": '"http.server"', "parse_argv": "False"},
+        {"run_module": 'Some("http.server".to_string())', "parse_argv": "Some(false)"},
+        'interpreter::Run::Module("http.server")',
+        "like `python -m http.server`",
+        id="module",
+    ),
+    pytest.param(
+        {"run_mode": "code", "run_code": "print('hi')"},
+        {"run_command": "\"print('hi')\"", "parse_argv": "False"},
+        {"run_command": "Some(\"print('hi')\".to_string())", "parse_argv": "Some(false)"},
+        "interpreter::Run::Code(\"print('hi')\")",
+        "The program runs the code chosen",
+        id="code",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("answers", "bzl_expected", "rust_expected", "readme_says"),
-    [
-        pytest.param(
-            {"run_mode": "repl"},
-            {},
-            {},
-            "The program behaves like `python`",
-            id="repl",
-        ),
-        pytest.param(
-            {"run_mode": "module", "run_module": "http.server"},
-            {"run_module": '"http.server"', "parse_argv": "False"},
-            {"run_module": 'Some("http.server".to_string())', "parse_argv": "Some(false)"},
-            "like `python -m http.server`",
-            id="module",
-        ),
-        pytest.param(
-            {"run_mode": "code", "run_code": "print('hi')"},
-            {"run_command": "\"print('hi')\"", "parse_argv": "False"},
-            {"run_command": "Some(\"print('hi')\".to_string())", "parse_argv": "Some(false)"},
-            "The program runs the code chosen",
-            id="code",
-        ),
-    ],
+    ("answers", "bzl_expected", "rust_expected", "_", "readme_says"), RUN_MODES
 )
-def test_run_mode_sets_the_same_run_setting_in_both_interpreter_configs(
-    project, answers, bzl_expected, rust_expected, readme_says
+def test_pyembed_run_mode_sets_the_same_run_setting_in_both_interpreter_configs(
+    project, answers, bzl_expected, rust_expected, _, readme_says
 ):
-    generated = project(**answers)
+    generated = project(engine="pyembed", **answers)
     bzl, rust = run_settings(generated)
     recorded = yaml.safe_load(read(generated, ".copier-answers.yml"))
 
@@ -344,30 +476,70 @@ def test_run_mode_sets_the_same_run_setting_in_both_interpreter_configs(
     assert {"run_module", "run_code"} & set(recorded) == set(answers) - {"run_mode"}
 
 
-@pytest.mark.parametrize("version", sorted(SUPPORT))
-def test_pyembed_version_pins_the_crate_and_bounds_python_in_build_rs(project, version):
-    generated = project(pyembed_version=version)
-    support = SUPPORT[version]
+@pytest.mark.parametrize(("answers", "_", "__", "run", "readme_says"), RUN_MODES)
+def test_pyo3_run_mode_is_the_run_constant_of_main_rs(project, answers, _, __, run, readme_says):
+    generated = project(**answers)
+    recorded = yaml.safe_load(read(generated, ".copier-answers.yml"))
+
+    assert re.findall(
+        r"^const RUN: interpreter::Run = (.*);$", read(generated, "src/main.rs"), re.M
+    ) == [run]
+    assert readme_says in read(generated, "README.md")
+    assert {key: recorded[key] for key in answers} == answers
+
+
+@pytest.mark.parametrize(
+    ("engine", "version"), [(e, v) for e, versions in SUPPORT.items() for v in versions]
+)
+def test_engine_version_pins_the_crate_and_bounds_python_in_build_rs(project, engine, version):
+    answers = {"pyembed_version": version} if engine == "pyembed" else {}
+    generated = project(engine=engine, **answers)
+    support = SUPPORT[engine][version]
     cargo = toml(generated, "Cargo.toml")
     build_rs = read(generated, "build.rs")
     (low_major, low_minor), (high_major, high_minor) = support["python_min"], support["python_max"]
+    locked = {p["name"]: p["version"] for p in toml(generated, "Cargo.lock")["package"]}
 
-    assert cargo["dependencies"]["pyembed"]["version"] == f"={version}"
+    if engine == "pyembed":
+        assert cargo["dependencies"]["pyembed"]["version"] == f"={version}"
+        assert locked["pyembed"] == version
+    else:
+        assert cargo["dependencies"]["pyo3"]["version"] == version
+        assert locked["pyo3"] == version
     assert cargo["build-dependencies"]["pyo3-build-config"]["version"] == support["pyo3"]
     assert f"const PYTHON_MIN: (u8, u8) = ({low_major}, {low_minor});" in build_rs
     assert f"const PYTHON_MAX: (u8, u8) = ({high_major}, {high_minor});" in build_rs
     assert f"CPython {low_major}.{low_minor} to {high_major}.{high_minor}" in read(
         generated, "README.md"
     ).replace("\n", " ")
-    locked = {p["name"]: p["version"] for p in toml(generated, "Cargo.lock")["package"]}
-    assert locked["pyembed"] == version
     assert locked["pyo3-build-config"] == support["pyo3"]
 
 
-def test_every_supported_pyembed_version_has_expectations_in_this_module():
+def test_every_supported_engine_version_has_expectations_in_this_module():
     table = yaml.safe_load((ROOT / "hooks" / "support.yml").read_text(encoding="utf-8"))
+    rows = table["engine_support"]["default"]
 
-    assert set(table["pyembed_support"]["default"]) == set(SUPPORT)
+    assert {engine: set(versions) for engine, versions in rows.items()} == {
+        engine: set(versions) for engine, versions in SUPPORT.items()
+    }
+    for engine, versions in SUPPORT.items():
+        for version, expected in versions.items():
+            row = rows[engine][version]
+            assert (row["pyo3"], tuple(row["python_min"]), tuple(row["python_max"])) == (
+                expected["pyo3"],
+                expected["python_min"],
+                expected["python_max"],
+            )
+
+
+def test_engine_choices_name_the_python_range_of_the_support_table():
+    engine = copier_settings()["engine"]
+
+    for label, engine_name in engine["choices"].items():
+        (row,) = SUPPORT[engine_name].values()
+        low, high = ".".join(map(str, row["python_min"])), ".".join(map(str, row["python_max"]))
+        assert f"CPython {low} to {high}" in label
+        assert f"CPython {low}-{high}" in engine["help"]
 
 
 # ---- Answers that reach the files as text ----
@@ -376,8 +548,8 @@ def test_every_supported_pyembed_version_has_expectations_in_this_module():
 RUN_CODE = "print(\"a\\\\b\", '{{ 7*7 }}')\n\tx = 1  # $(touch x) café ☃\r\nprint(x)\\"
 
 
-def test_run_code_reaches_both_configs_unchanged_and_unevaluated(project):
-    generated = project(run_mode="code", run_code=RUN_CODE)
+def test_run_code_reaches_both_pyembed_configs_unchanged_and_unevaluated(project):
+    generated = project(engine="pyembed", run_mode="code", run_code=RUN_CODE)
     rust = re.search(
         r'run_command: Some\("((?:[^"\\\n]|\\.)*)"\.to_string\(\)\)',
         read(generated, "src/python_config.rs"),
@@ -396,24 +568,50 @@ def test_run_code_reaches_both_configs_unchanged_and_unevaluated(project):
     assert not (generated / "x").exists()
 
 
-def test_project_name_names_the_package_and_the_windows_manifest_files(project):
-    generated = project(project_name="My-App_2")
+def test_run_code_reaches_pyo3_main_rs_unchanged_and_unevaluated(project):
+    generated = project(run_mode="code", run_code=RUN_CODE)
+    rust = re.search(
+        r'^const RUN: interpreter::Run = interpreter::Run::Code\("((?:[^"\\\n]|\\.)*)"\);$',
+        read(generated, "src/main.rs"),
+        re.MULTILINE,
+    )
 
-    assert set(files(generated)) == {name.replace("demo", "My-App_2") for name in GENERATED_FILES}
+    assert rust, "no single-line Run::Code string literal in src/main.rs"
+    assert unescape(rust[1]) == RUN_CODE
+    assert yaml.safe_load(read(generated, ".copier-answers.yml"))["run_code"] == RUN_CODE
+    assert not (generated / "x").exists()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_project_name_names_the_package_and_the_windows_manifest_files(project, engine):
+    generated = project(engine=engine, project_name="My-App_2")
+
+    assert set(files(generated)) == {
+        name.replace("demo", "My-App_2") for name in FILES_BY_ENGINE[engine]
+    }
     assert toml(generated, "Cargo.toml")["package"]["name"] == "My-App_2"
     assert re.findall(
         r"^1 RT_MANIFEST (.*)$", read(generated, "My-App_2-manifest.rc"), re.MULTILINE
     ) == ['"My-App_2.exe.manifest"']
-    assert 'name = "My-App_2",' in read(generated, "pyoxidizer.bzl")
     assert "./target/debug/My-App_2 " in read(generated, "README.md")
+    if engine == "pyembed":
+        assert 'name = "My-App_2",' in read(generated, "pyoxidizer.bzl")
+
+
+def test_the_rust_module_is_named_after_the_project_as_a_python_identifier(project):
+    generated = project(project_name="My-App_2")
+
+    assert 'pub const NAME: &CStr = c"my_app_2_rs";' in read(generated, "src/rust_module.rs")
+    assert "import my_app_2_rs" in read(generated, "README.md")
 
 
 # ---- Cargo.lock ----
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", ["a", "demo", "pyembed-app", "zz", "Zed", "my_app", "My-App_2"])
-def test_cargo_lock_holds_the_project_where_cargo_sorts_it(project, name):
-    text = read(project(project_name=name), "Cargo.lock")
+def test_cargo_lock_holds_the_project_where_cargo_sorts_it(project, engine, name):
+    text = read(project(engine=engine, project_name=name), "Cargo.lock")
     lock = tomllib.loads(text)
     names = [package["name"] for package in lock["package"]]
     own = [package for package in lock["package"] if package["name"] == name]
@@ -429,8 +627,9 @@ def test_cargo_lock_holds_the_project_where_cargo_sorts_it(project, name):
     assert text.count("\n\n[[package]]\n") == len(names)
 
 
-def test_cargo_lock_resolves_exactly_the_dependencies_of_cargo_toml(project):
-    generated = project()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cargo_lock_resolves_exactly_the_dependencies_of_cargo_toml(project, engine):
+    generated = project(engine=engine)
     cargo = toml(generated, "Cargo.toml")
     packages = toml(generated, "Cargo.lock")["package"]
     requirements = {
@@ -455,27 +654,32 @@ def test_cargo_lock_resolves_exactly_the_dependencies_of_cargo_toml(project):
 # ---- The answers file ----
 
 
-def test_answers_file_records_the_answers_but_no_secret_or_computed_value(project):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_answers_file_records_the_answers_but_no_secret_or_computed_value(project, engine):
     # run_build=true is given explicitly: even then it must not be recorded.
-    generated = project(run_build=True)
-    given = {**DEFAULTS, **next(v for v in VARIANTS if v.get("run_build"))}
+    variant = next(v for v in VARIANTS if v.get("run_build") and v.get("engine", "pyo3") == engine)
+    generated = project(**variant)
+    given = {**DEFAULTS, **ENGINE_DEFAULTS[engine], **variant}
     recorded = yaml.safe_load(read(generated, ".copier-answers.yml"))
+    stored = ANSWERS + ENGINE_ANSWERS[engine]
 
     assert recorded["_src_path"] == str(ROOT)
     assert isinstance(recorded["_commit"], str)
     assert recorded["_commit"]
-    assert {key: recorded[key] for key in ANSWERS} == {key: given[key] for key in ANSWERS}
+    assert {key: recorded[key] for key in stored} == {key: given[key] for key in stored}
     assert recorded["run_module"] == given["run_module"]
     assert "run_build" not in recorded
     assert set(COMPUTED) & set(recorded) == set()
-    assert set(recorded) == {"_commit", "_src_path", "run_module", *ANSWERS}
+    assert set(recorded) == {"_commit", "_src_path", "run_module", *stored}
 
 
 # ---- Templates fully rendered ----
 
 
 @pytest.mark.parametrize(
-    "answers", VARIANTS, ids=[v.get("project_name", "defaults") for v in VARIANTS]
+    "answers",
+    VARIANTS,
+    ids=[f"{v.get('project_name', 'demo')}-{v.get('engine', 'pyo3')}" for v in VARIANTS],
 )
 def test_rendered_files_contain_no_jinja_syntax(project, answers):
     # tools/hooks is copied, not rendered: its Python may use braces freely.
@@ -490,8 +694,9 @@ def test_rendered_files_contain_no_jinja_syntax(project, answers):
     assert leftovers == {}
 
 
-def test_default_features_are_listed_in_the_readme(project):
-    generated = project(global_allocator="snmalloc", python_allocator="mimalloc")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_default_features_are_listed_in_the_readme(project, engine):
+    generated = project(engine=engine, global_allocator="snmalloc", python_allocator="mimalloc")
     default = default_features(generated)
 
     assert default == ["build-mode-standalone", "global-allocator-snmalloc", "allocator-mimalloc"]

@@ -18,6 +18,7 @@ import yaml
 
 from .conftest import ROOT, commit_all, copier_cli, files, flat, git, require, working_tree
 
+PYEMBED_MAIN = "{% if engine == 'pyembed' %}main.rs{% endif %}.jinja"
 MAIN_OLD = "// {{ project_name }}: a program that runs an embedded Python interpreter."
 MAIN_NEW = "// {{ project_name }}: a program that embeds Python (updated template)."
 
@@ -38,7 +39,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     commit_all(repo, "early template: .cargo/config")
     git(repo, "tag", "v0.1.0")
     (cargo_dir / "config").rename(cargo_dir / "config.toml")
-    edit(repo / "template" / "src" / "main.rs.jinja", MAIN_OLD, MAIN_NEW)
+    edit(repo / "template" / "src" / PYEMBED_MAIN, MAIN_OLD, MAIN_NEW)
     commit_all(repo, "template fix")
     git(repo, "tag", "v0.2.0")
     return repo
@@ -46,6 +47,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def generate(template: Path, dest: Path, *data: str, ref: str = "v0.1.0") -> Path:
     args = ["copy", "--trust", "--defaults", f"--vcs-ref={ref}", "--data", "project_name=demo"]
+    args += ["--data", "engine=pyembed"]
     if ref == "v0.1.0":
         # The early template had no hooks: its .cargo/config stays as generated.
         args.append("--skip-tasks")
@@ -177,7 +179,7 @@ def test_the_migration_runs_once(template: Path, tmp_path: Path) -> None:
     later = tmp_path / "later"
     shutil.copytree(template, later, symlinks=True)
     edit(
-        later / "template" / "README.md.jinja",
+        later / "template" / "{% if engine == 'pyembed' %}README.md{% endif %}.jinja",
         "# {{ project_name }}\n",
         "# {{ project_name }} (v0.3)\n",
     )

@@ -1,0 +1,507 @@
+"""End-to-end, pyo3 engine: Copier renders this repository, cargo builds the
+project against crates.io with every CPython the engine supports (3.9 to 3.13
+from pyenv, 3.14 and 3.15 inside a Debian sid root), and the program runs.
+
+"Behaves like python" is checked side by side: each parity case runs one
+command line through the built program and through the `python3` it links, in
+the same folder with the same environment and stdin, and compares the exit
+status, stdout and stderr (the two executables' paths made equal).
+
+Builds share one CARGO_TARGET_DIR per linked interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .conftest import SID_MINORS, Place, copy_cli, flat, place_of, render
+
+pytestmark = pytest.mark.e2e
+
+HOST_MINORS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+# Parity and allocators: the oldest and newest pyenv ones, and both sid ones.
+PARITY_MINORS = ("3.9", "3.12", "3.13", *SID_MINORS)
+ALLOCATOR_MINORS = ("3.12", "3.14")
+ALLOCATORS = ("jemalloc", "mimalloc", "snmalloc")
+IMPORTS = "import ssl, sqlite3, json, decimal, ctypes, sys; print(sys.version)"
+
+
+def marks(minor: str) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.sid] if minor in SID_MINORS else []
+
+
+def minors(*chosen: str) -> list:
+    return [pytest.param(minor, marks=marks(minor), id=minor) for minor in chosen]
+
+
+@dataclass
+class Builds:
+    """Projects built once per session and linked Python, by name."""
+
+    root: Path
+    target_root: Path
+    made: dict[tuple[str, str], tuple[Path, Path]] = field(default_factory=dict)
+
+    def get(self, place: Place, name: str, answers: dict, *cargo_args: str) -> tuple[Path, Path]:
+        """(project, binary) of a project named `name`, rendered and built once."""
+        key = (place.minor, name)
+        if key not in self.made:
+            project = render(self.root / place.minor / name, {"project_name": name, **answers})
+            binary = place.built(project, self.target_dir(place), "--locked", *cargo_args)
+            self.made[key] = (project, binary)
+        return self.made[key]
+
+    def target_dir(self, place: Place) -> Path:
+        return self.target_root / f"pyo3-{place.minor}"
+
+
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: Path) -> Builds:
+    return Builds(tmp_path_factory.mktemp("pyo3-builds"), cargo_target_root)
+
+
+@pytest.fixture
+def place(request: pytest.FixtureRequest) -> Place:
+    return place_of(request.param, request)
+
+
+# ---- Every supported Python ----
+
+
+@pytest.mark.parametrize("place", minors(*HOST_MINORS, *SID_MINORS), indirect=True)
+def test_default_project_builds_locked_and_runs_the_standard_library_and_c_extensions(
+    place: Place, tmp_path: Path, builds: Builds
+) -> None:
+    project = tmp_path / "app"
+    if place.root is None:
+        # As a user would: the after-copy task checks the Python too.
+        result = copy_cli(project, "project_name=app", env={"PYO3_PYTHON": place.python})
+        assert result.returncode == 0, result.stderr
+        assert "pyo3 0.30.1 supports CPython 3.9 to 3.15: good." in flat(result.stdout)
+    else:
+        render(project, {"project_name": "app"})  # the hooks run on this machine's Python
+    lock = (project / "Cargo.lock").read_text()
+    binary = place.built(project, builds.target_dir(place), "--locked")
+    # The shipped lock file is exactly what Cargo writes: the build left it alone.
+    assert (project / "Cargo.lock").read_text() == lock
+
+    elsewhere = tmp_path / "somewhere" / "else"
+    ran = place.run([str(binary), "-c", IMPORTS], cwd=elsewhere)
+    assert ran.returncode == 0, ran.stderr
+    python = place.run([place.python, "-c", "import sys; print(sys.version)"], cwd=elsewhere)
+    assert ran.stdout == python.stdout
+    assert ran.stdout.startswith(place.minor + ".")
+    version = place.run([str(binary), "--version"], cwd=elsewhere)
+    assert (version.returncode, version.stdout) == (0, f"Python {python.stdout.split()[0]}\n")
+
+
+# ---- Parity with python ----
+
+
+@dataclass(frozen=True)
+class Case:
+    args: list[str]
+    stdin: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # created in the working folder
+
+
+FLAGS = "import sys; print(sys.flags)"
+PATHS = "import sys; print(sys.prefix, sys.base_prefix, sys.path[1:])"
+CASES = {
+    "version": Case(["--version"]),
+    "V": Case(["-V"]),
+    "VV": Case(["-VV"]),
+    "help": Case(["-h"]),
+    "help-all": Case(["--help-all"]),
+    "unknown-option": Case(["-Z"]),
+    "c-without-code": Case(["-c"]),
+    "system-exit-3": Case(["-c", "raise SystemExit(3)"]),
+    "system-exit-message": Case(["-c", "raise SystemExit('bye')"]),
+    "uncaught-exception": Case(["-c", "def f():\n    1/0\nf()"]),
+    "keyboard-interrupt": Case(["-c", "raise KeyboardInterrupt"]),
+    "dev-mode": Case(["-X", "dev", "-c", "import sys; print(sys.flags.dev_mode)"]),
+    "dev-mode-warns": Case(["-X", "dev", "-c", "import os; open(os.devnull); print('ok')"]),
+    "dev-mode-faulthandler": Case(
+        ["-X", "dev", "-c", "import faulthandler; print(faulthandler.is_enabled())"]
+    ),
+    "dev-mode-from-environment": Case(
+        ["-c", "import sys; print(sys.flags.dev_mode)"], env={"PYTHONDEVMODE": "1"}
+    ),
+    "utf8-mode": Case(
+        ["-X", "utf8", "-c", "import sys; print(sys.flags.utf8_mode, sys.getfilesystemencoding())"],
+        env={"LC_ALL": "C"},
+    ),
+    "c-locale": Case(
+        [
+            "-c",
+            "import sys, locale; print(sys.flags.utf8_mode, sys.stdout.encoding, "
+            "locale.getpreferredencoding())",
+        ],
+        env={"LC_ALL": "C"},
+    ),
+    "utf8-locale": Case(
+        ["-c", "import sys; print(sys.stdout.encoding, '\\u00e9\\u2603')"],
+        env={"LC_ALL": "C.UTF-8"},
+    ),
+    "options": Case(["-b", "-B", "-E", "-O", "-q", "-s", "-S", "-u", "-R", "-c", FLAGS]),
+    "optimize-twice": Case(["-OO", "-c", "import sys; assert 0; print(sys.flags.optimize)"]),
+    "isolated": Case(["-I", "-c", "import sys; print(sys.flags.isolated, sys.path[0])"]),
+    "safe-path": Case(["-P", "-c", "import sys; print(sys.flags.safe_path, sys.path[0])"]),
+    "warnings-as-errors": Case(["-W", "error", "-c", "import warnings; warnings.warn('x')"]),
+    "x-options": Case(["-X", "c", "-X", "a=b", "-c", "import sys; print(sys._xoptions)"]),
+    "inspect-stdin": Case(["-i", "-c", "x = 5"], stdin="print(x * 2)\n"),
+    "skip-first-line": Case(["-x", "script.py"], files={"script.py": "garbage\nprint('ok')\n"}),
+    "paths": Case(["-c", PATHS]),
+    "pythonpath": Case(["-c", "import sys; print(sys.path[1])"], env={"PYTHONPATH": "/opt/lib"}),
+    "stdin-script": Case([], stdin="import sys; print(sys.argv, sys.path[0]); raise SystemExit(4)"),
+    "stdin-dash": Case(["-", "a", "b"], stdin="import sys; print(sys.argv, repr(sys.path[0]))"),
+    "script-file": Case(
+        ["script.py", "a"],
+        files={"script.py": "import sys, os; print(sys.argv, sys.path[0] == os.getcwd())\n"},
+    ),
+    "module-in-cwd": Case(
+        ["-m", "mod", "a"],
+        files={"mod.py": "import sys, os; print(sys.argv[1:], sys.path[0] == os.getcwd())\n"},
+    ),
+    "package-main": Case(
+        ["-m", "pkg"], files={"pkg/__init__.py": "", "pkg/__main__.py": "print(__name__)\n"}
+    ),
+    "json-tool": Case(["-m", "json.tool", "--sort-keys"], stdin='{"b": 1, "a": [2]}'),
+    "zip-app": Case(["app.zip", "x"]),  # the zip is made by the test
+    "c-extensions": Case(["-c", "import _ssl, _sqlite3, _ctypes, _decimal, zlib; print('ok')"]),
+    "signals": Case(
+        [
+            "-c",
+            "import signal as s; print([s.getsignal(n) for n in "
+            "(s.SIGSEGV, s.SIGBUS, s.SIGPIPE, s.SIGINT, s.SIGTERM)])",
+        ],
+    ),
+    "segfault": Case(["-c", "import ctypes; ctypes.string_at(0)"]),
+    "multiprocessing-spawn": Case(
+        [
+            "-c",
+            "import multiprocessing as mp\nif __name__ == '__main__':\n"
+            "    print(mp.get_context('spawn').Pool(2).map(abs, [-1, -2]))",
+        ],
+    ),
+    "subprocess-of-itself": Case(
+        [
+            "-c",
+            "import subprocess, sys; "
+            "print(subprocess.run([sys.executable, '-c', 'print(6*7)'], "
+            "capture_output=True, text=True).stdout.strip())",
+        ],
+    ),
+}
+
+
+def run_side_by_side(
+    place: Place, binary: Path, python: str, case: Case, cwd: Path
+) -> tuple[tuple, tuple]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    for name, text in case.files.items():
+        (cwd / name).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / name).write_text(text)
+    results = []
+    for executable in (str(binary), python):
+        ran = place.run([executable, *case.args], cwd=cwd, stdin=case.stdin, env=case.env)
+        same = (ran.stdout + "\0" + ran.stderr).replace(executable, "PROGRAM")
+        results.append((ran.returncode, *same.split("\0")))
+    return results[0], results[1]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
+def test_the_program_behaves_like_the_python_it_links(
+    place: Place, case: str, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    if case == "zip-app":
+        with zipfile.ZipFile(tmp_path / "app.zip", "w") as app:
+            app.writestr("__main__.py", "import sys; print(sys.argv, sys.path[0])\n")
+    ours, theirs = run_side_by_side(place, binary, place.python, CASES[case], tmp_path)
+    assert ours == theirs
+
+
+RUN_PROBE = (
+    "import sys, os; "
+    "print(sys.argv, repr(sys.path[0]), getattr(sys, 'orig_argv', [])[1:], os.getcwd())"
+)
+
+
+@pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
+def test_module_run_mode_is_python_dash_m(place: Place, builds: Builds, tmp_path: Path) -> None:
+    _, binary = builds.get(place, "runmod", {"run_mode": "module", "run_module": "probe"})
+    (tmp_path / "probe.py").write_text(RUN_PROBE + "\nraise SystemExit(len(sys.argv))\n")
+    ours = place.run([str(binary), "a", "-X", "dev", "--version"], cwd=tmp_path)
+    theirs = place.run([place.python, "-m", "probe", "a", "-X", "dev", "--version"], cwd=tmp_path)
+    assert (ours.returncode, ours.stdout.replace(str(binary), "PROGRAM"), ours.stderr) == (
+        theirs.returncode,
+        theirs.stdout.replace(place.python, "PROGRAM"),
+        theirs.stderr,
+    )
+    assert ours.returncode == 5
+
+
+@pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
+def test_code_run_mode_is_python_dash_c(place: Place, builds: Builds, tmp_path: Path) -> None:
+    _, binary = builds.get(place, "runcode", {"run_mode": "code", "run_code": RUN_PROBE})
+    ours = place.run([str(binary), "a", "-c", "b"], cwd=tmp_path)
+    theirs = place.run([place.python, "-c", RUN_PROBE, "a", "-c", "b"], cwd=tmp_path)
+    assert (ours.returncode, ours.stdout.replace(str(binary), "PROGRAM"), ours.stderr) == (
+        theirs.returncode,
+        theirs.stdout.replace(place.python, "PROGRAM"),
+        theirs.stderr,
+    )
+    assert "['-c', 'a', '-c', 'b'] ''" in ours.stdout
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_pythonhome_set_by_the_user_wins_as_with_python(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    env = {"PYTHONHOME": str(tmp_path / "no-such-home")}
+    ours = place.run([str(binary), "-c", "pass"], cwd=tmp_path, env=env)
+    theirs = place.run([place.python, "-c", "pass"], cwd=tmp_path, env=env)
+    assert ours.returncode == theirs.returncode != 0
+    assert "PYTHONHOME = '" + env["PYTHONHOME"] + "'" in ours.stderr
+    assert "ModuleNotFoundError: No module named 'encodings'" in ours.stderr
+
+
+# ---- Allocators ----
+
+# Python code that asks the allocator itself whether it owns the memory of
+# Python objects (ctypes finds its functions: build.rs exports the program's
+# symbols), with a pointer from the C library's malloc as the counter-check.
+OWNS = {
+    "mimalloc": """
+owns = lib.mi_is_in_heap_region
+owns.argtypes, owns.restype = [ctypes.c_void_p], ctypes.c_bool
+""",
+    "snmalloc": """
+size = lib.sn_malloc_usable_size
+size.argtypes, size.restype = [ctypes.c_void_p], ctypes.c_size_t
+owns = lambda pointer: size(pointer) > 0
+""",
+    "jemalloc": """
+ctl = lib._rjem_mallctl
+ctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                ctypes.c_void_p, ctypes.c_size_t]
+def owns(pointer):
+    arena, size, query = ctypes.c_uint(), ctypes.c_size_t(4), ctypes.c_void_p(pointer)
+    return ctl(b"arenas.lookup", ctypes.byref(arena), ctypes.byref(size),
+               ctypes.byref(query), ctypes.sizeof(query)) == 0
+""",
+}
+PYTHON_USES_IT = """
+import ctypes
+lib = ctypes.CDLL(None)
+lib.malloc.restype = ctypes.c_void_p
+{owns}
+objects = [bytes(100_000), "x" * 50, 10**40, [1, 2, 3]]
+assert all(owns(id(o)) for o in objects), "a Python object is not the allocator's"
+assert not owns(lib.malloc(64)), "the allocator claims the C library's memory"
+print("owned")
+"""
+PYMALLOC_STATS = "Small block threshold"
+HEAVY = (
+    "import json; data = [{'i': i, 's': str(i) * 20} for i in range(300_000)]; "
+    "del data[::2]; print(len(json.dumps(data)))"
+)
+HEAVY_RESULT = None
+
+
+def heavy_result() -> str:
+    global HEAVY_RESULT
+    if HEAVY_RESULT is None:
+        HEAVY_RESULT = subprocess.run(
+            [sys.executable, "-c", HEAVY], capture_output=True, text=True, check=True
+        ).stdout
+    return HEAVY_RESULT
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+@pytest.mark.parametrize("place", minors(*ALLOCATOR_MINORS), indirect=True)
+def test_each_python_allocator_serves_python_objects_with_and_without_dev_mode(
+    place: Place, allocator: str, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, f"py-{allocator}", {"python_allocator": allocator})
+    code = PYTHON_USES_IT.format(owns=OWNS[allocator])
+    for dev in ([], ["-X", "dev"]):
+        owned = place.run([str(binary), *dev, "-c", code], cwd=tmp_path)
+        assert (owned.returncode, owned.stdout) == (0, "owned\n"), owned.stderr
+        heavy = place.run([str(binary), *dev, "-c", HEAVY], cwd=tmp_path)
+        assert (heavy.returncode, heavy.stdout) == (0, heavy_result()), heavy.stderr
+    # -X dev keeps its debug hooks over the allocator: they catch a misuse.
+    dev_mode = place.run(
+        [str(binary), "-X", "dev", "-c", "import sys; print(sys.flags.dev_mode)"], cwd=tmp_path
+    )
+    assert dev_mode.stdout == "True\n"
+    # pymalloc is gone (it prints its statistics only when it serves objects),
+    # unless a PYTHONMALLOC the user sets asks for it, as with python.
+    stats = [str(binary), "-c", "import sys; sys._debugmallocstats()"]
+    assert PYMALLOC_STATS not in place.run(stats, cwd=tmp_path).stderr
+    chosen = place.run(stats, cwd=tmp_path, env={"PYTHONMALLOC": "pymalloc"})
+    assert PYMALLOC_STATS in chosen.stderr
+
+
+# How to see that an allocator served Rust's allocations (memory it reserved or
+# committed, its statistics at exit). Python keeps its own allocator in these
+# projects, so the allocator has no other user.
+RUST_USES_IT = {
+    "mimalloc": (
+        {},
+        "import ctypes; n = [ctypes.c_size_t() for _ in range(8)]; "
+        "ctypes.CDLL(None).mi_process_info(*map(ctypes.byref, n)); "
+        "print('committed' if n[5].value > 0 else 'unused')",
+        "committed",
+    ),
+    "jemalloc": ({"_RJEM_MALLOC_CONF": "stats_print:true"}, None, "jemalloc statistics"),
+    "snmalloc": (
+        {},
+        "import ctypes; current, peak = ctypes.c_size_t(), ctypes.c_size_t(); "
+        "ctypes.CDLL(None).sn_rust_statistics(ctypes.byref(current), ctypes.byref(peak)); "
+        "print('reserved' if current.value > 0 else 'unused')",
+        "reserved",
+    ),
+}
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+@pytest.mark.parametrize("place", minors(*ALLOCATOR_MINORS), indirect=True)
+def test_each_rust_global_allocator_serves_rust_and_python_still_runs(
+    place: Place, allocator: str, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, f"rust-{allocator}", {"global_allocator": allocator})
+    env, code, says = RUST_USES_IT[allocator]
+    ran = place.run([str(binary), "-c", code or "print('reserved')"], cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert says in ran.stdout + ran.stderr
+    for dev in ([], ["-X", "dev"]):
+        heavy = place.run([str(binary), *dev, "-c", HEAVY], cwd=tmp_path)
+        assert (heavy.returncode, heavy.stdout) == (0, heavy_result()), heavy.stderr
+
+
+# ---- The generated code and its test ----
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_generated_code_is_clean_for_rustfmt_and_clippy_with_every_allocator(
+    place: Place, builds: Builds
+) -> None:
+    project, _ = builds.get(place, "app", {})
+    fmt = place.cargo(project, builds.target_dir(place), "fmt", "--check")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    for allocator in ("", *ALLOCATORS):
+        features = f"global-allocator-{allocator} allocator-{allocator}" if allocator else ""
+        clippy = place.cargo(
+            project, builds.target_dir(place), "clippy", "--locked", "--all-targets",
+            "--features", features, "--", "-D", "warnings",
+        )  # fmt: skip
+        assert clippy.returncode == 0, f"{allocator}:\n{clippy.stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_cargo_test_runs_python_code_that_calls_the_rust_module_and_the_program_imports_it(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    project, binary = builds.get(place, "app", {})
+    tested = place.cargo(project, builds.target_dir(place), "test", "--locked")
+    assert tested.returncode == 0, tested.stdout + tested.stderr[-4000:]
+    assert "python_code_imports_the_module_and_calls_the_rust_function ... ok" in tested.stdout
+    ran = place.run([str(binary), "-c", "import app_rs; print(app_rs.add(40, 2))"], cwd=tmp_path)
+    assert (ran.returncode, ran.stdout) == (0, "42\n"), ran.stderr
+
+
+# ---- The two-step build ----
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_run_build_links_the_checked_python_and_a_second_build_recompiles_nothing(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    project = tmp_path / "built"
+    # Its own folder: PYO3_CONFIG_FILE instead of PYO3_PYTHON rebuilds pyo3.
+    target_dir = builds.target_root / f"pyo3-{place.minor}-prebuilt"
+    env = {"CARGO_TARGET_DIR": str(target_dir), "PYO3_PYTHON": place.python}
+    result = copy_cli(project, "project_name=built", "run_build=true", env=env)
+    assert result.returncode == 0, result.stderr
+    out = flat(result.stdout)
+    config = project / "target" / "out" / "pyo3-build-config-file.txt"
+    assert "Step 1 of 2" in out
+    assert "Features: build-mode-prebuilt-artifacts" in out
+    assert f"Environment: PYO3_CONFIG_FILE={config}" in out
+    assert f"executable={place.python}" in config.read_text()
+    binary = target_dir / "debug" / "built"
+    assert f"Built {binary}" in out
+    ran = place.run([str(binary), "-c", IMPORTS], cwd=tmp_path / "elsewhere")
+    assert ran.stdout.startswith(place.minor + "."), ran.stderr
+
+    # Again, from inside the project, without Copier: nothing to recompile.
+    started = time.monotonic()
+    again = subprocess.run(
+        [sys.executable, "tools/hooks", "build"],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Compiling" not in again.stderr, again.stderr
+    assert took < 5, f"the second build took {took:.1f} s"
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_prebuilt_mode_without_its_pyo3_config_file_explains_the_two_step_build(
+    place: Place, builds: Builds
+) -> None:
+    project, _ = builds.get(place, "app", {})
+    result = place.cargo(
+        project, builds.target_dir(place), "build", "--no-default-features",
+        "--features", "build-mode-prebuilt-artifacts",
+    )  # fmt: skip
+    assert result.returncode != 0
+    error = flat(result.stderr)
+    assert "build-mode-prebuilt-artifacts links the Python of the artifacts" in error
+    assert "but it is not set" in error
+    assert "python3 tools/hooks build" in error
+
+
+@pytest.mark.parametrize(
+    ("features", "says"),
+    [
+        ("global-allocator-jemalloc global-allocator-mimalloc", "one Rust global allocator"),
+        ("allocator-mimalloc allocator-snmalloc", "one Python allocator"),
+        ("build-mode-prebuilt-artifacts", "Add --no-default-features"),
+    ],
+    ids=["two-global-allocators", "two-python-allocators", "two-build-modes"],
+)
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_conflicting_features_are_refused_with_the_fix(
+    place: Place, features: str, says: str, builds: Builds
+) -> None:
+    project, _ = builds.get(place, "app", {})
+    result = place.cargo(project, builds.target_dir(place), "build", "--features", features)
+    assert result.returncode != 0
+    assert says in flat(result.stderr)
+
+
+@pytest.mark.parametrize("place", minors("3.8"), indirect=True)
+def test_a_python_older_than_pyo3_supports_stops_the_build(place: Place, tmp_path: Path) -> None:
+    project = render(tmp_path / "old", {"project_name": "old"})
+    result = place.cargo(project, tmp_path / "target", "build")
+    assert result.returncode != 0
+    assert "lower than PyO3's minimum supported version (3.9)" in flat(result.stderr)
