@@ -73,10 +73,15 @@ def parser() -> argparse.ArgumentParser:
         "Copier's task: the check, and the build when asked; never fails the copy.",
     )
     after_copy.add_argument("--build", action=argparse.BooleanOptionalAction, default=False)
-    add(
+    migrate_command = add(
         "migrate",
         run_migrate,
         "Copier's migrations: move .cargo/config into .cargo/config.toml.",
+    )
+    migrate_command.add_argument(
+        "--before-update",
+        action="store_true",
+        help="only save what the update could delete (Copier's `before` stage)",
     )
     for sub in (build, after_copy):
         sub.add_argument("--release", action="store_true", help="build the release profile")
@@ -170,7 +175,11 @@ def build(project: Project, args: argparse.Namespace) -> Path:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    migrate.cargo_config(Project.at(args.project).root)
+    root = Project.at(args.project).root
+    if args.before_update:
+        migrate.save_cargo_config(root)
+    else:
+        migrate.cargo_config(root)
     return 0
 
 

@@ -122,7 +122,8 @@ def commit_all(cwd: Path, message: str) -> None:
 
 
 def working_tree(dest: Path) -> Path:
-    """This repository's files as they are now (tracked and new, not ignored)."""
+    """This repository's files as they are now (tracked and new, not ignored),
+    copied into dest (over what is there)."""
     listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
@@ -131,6 +132,8 @@ def working_tree(dest: Path) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_symlink():
+            if target.is_symlink() or target.exists():
+                target.unlink()
             target.symlink_to(os.readlink(source))
         else:
             shutil.copy2(source, target)

@@ -16,7 +16,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ROOT, commit_all, copier_cli, files, flat, git, require, working_tree
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+from .conftest import (
+    ROOT,
+    commit_all,
+    copier_cli,
+    files,
+    flat,
+    git,
+    pyenv_python,
+    require,
+    working_tree,
+)
 
 PYEMBED_MAIN = "{% if engine == 'pyembed' %}main.rs{% endif %}.jinja"
 MAIN_OLD = "// {{ project_name }}: a program that runs an embedded Python interpreter."
@@ -45,10 +60,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def generate(template: Path, dest: Path, *data: str, ref: str = "v0.1.0") -> Path:
+def generate(
+    template: Path, dest: Path, *data: str, ref: str = "v0.1.0", tasks: bool | None = None
+) -> Path:
     args = ["copy", "--trust", "--defaults", f"--vcs-ref={ref}", "--data", "project_name=demo"]
     args += ["--data", "engine=pyembed"]
-    if ref == "v0.1.0":
+    if not (ref != "v0.1.0" if tasks is None else tasks):
         # The early template had no hooks: its .cargo/config stays as generated.
         args.append("--skip-tasks")
     for item in data:
@@ -66,8 +83,8 @@ def update(project: Path, *args: str):
     return result
 
 
-def user_edits(project: Path) -> None:
-    """A line in src/main.rs, a new file, a changed dependency, a Cargo setting."""
+def file_edits(project: Path) -> None:
+    """A line in src/main.rs, a new file, a changed dependency."""
     with (project / "src" / "main.rs").open("a") as main:
         main.write("\n// The user's own line.\n")
     (project / "NOTES.md").write_text("The user's own file.\n")
@@ -76,6 +93,11 @@ def user_edits(project: Path) -> None:
         'jemallocator = { version = "0.5.4"',
         'jemallocator = { version = "0.5"',
     )
+
+
+def user_edits(project: Path) -> None:
+    """file_edits, and Cargo settings in .cargo/config."""
+    file_edits(project)
     config = project / ".cargo" / "config"
     edit(config, "#[target.x86_64-pc-windows-msvc]\n", "[target.x86_64-pc-windows-msvc]\n")
     old_flags = (
@@ -122,6 +144,56 @@ def test_update_applies_the_template_change_and_keeps_every_user_edit(
     assert 'USER_SETTING = "kept"' in config
     assert "Moved the settings of .cargo/config into .cargo/config.toml" in flat(result.stdout)
     assert not [name for name in files(project) if name.endswith((".rej", ".orig"))]
+
+
+def assert_only_the_settings_moved(project: Path, template: Path, ref: str, tmp: Path) -> None:
+    """The project is a fresh render of `ref` with the same file edits, and its
+    .cargo/config.toml is the template's plus the user's settings."""
+    expected = generate(template, tmp / "expected", ref=ref, tasks=False)
+    file_edits(expected)
+    compared = [files(project), files(expected)]
+    for contents in compared:
+        for name in [n for n in contents if n.startswith(".git/")]:
+            del contents[name]
+        for name in (".copier-answers.yml", ".cargo/config.toml"):
+            del contents[name]
+    assert compared[0] == compared[1]
+    config = (project / ".cargo" / "config.toml").read_text()
+    assert config.startswith((expected / ".cargo" / "config.toml").read_text())
+    assert (
+        '[target.x86_64-pc-windows-msvc]\nrustflags = ["-C", "target-feature=+crt-static"]'
+        in config
+    )
+    assert 'USER_SETTING = "kept"' in config
+    assert not (project / ".cargo" / "config").exists()
+    assert not (project / ".cargo" / "config.settings-to-move.toml").exists()
+
+
+@pytest.mark.parametrize("tasks", [True, False], ids=["with-tasks", "skip-tasks"])
+def test_settings_in_the_old_cargo_config_move_to_config_toml_and_nothing_else_changes(
+    template: Path, tmp_path: Path, tasks: bool
+) -> None:
+    project = generate(template, tmp_path / "demo")
+    user_edits(project)
+    update(project, *([] if tasks else ["--skip-tasks"]))
+    assert answers(project)["_commit"] == "v0.2.0"
+    assert_only_the_settings_moved(project, template, "v0.2.0", tmp_path)
+
+
+@pytest.mark.parametrize("tasks", [True, False], ids=["with-tasks", "skip-tasks"])
+def test_the_settings_move_between_commits_of_a_template_without_tags(
+    template: Path, tmp_path: Path, tasks: bool
+) -> None:
+    untagged = tmp_path / "untagged"
+    shutil.copytree(template, untagged, symlinks=True)
+    for tag in ("v0.1.0", "v0.2.0"):
+        git(untagged, "tag", "-d", tag)
+    first, second = git(untagged, "rev-list", "--reverse", "HEAD").split()
+    project = generate(untagged, tmp_path / "demo", ref=first, tasks=False)
+    assert first.startswith(answers(project)["_commit"])  # no tag: Copier records the commit
+    user_edits(project)
+    update(project, f"--vcs-ref={second}", *([] if tasks else ["--skip-tasks"]))
+    assert_only_the_settings_moved(project, untagged, second, tmp_path)
 
 
 def test_a_line_changed_by_both_sides_is_shown_inline_and_nothing_else_is_lost(
@@ -239,7 +311,7 @@ def test_a_project_made_by_pyoxidizer_is_adopted_and_then_builds_and_runs(
 
     result = copier_cli(
         "copy", "--trust", "--defaults", "--overwrite", "--vcs-ref=HEAD",
-        "--data", "project_name=app", str(ROOT), str(project),
+        "--data", "project_name=app", "--data", "engine=pyembed", str(ROOT), str(project),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Removed .cargo/config" in flat(result.stdout)
@@ -265,3 +337,100 @@ def test_a_project_made_by_pyoxidizer_is_adopted_and_then_builds_and_runs(
         check=False,
     )
     assert ran.stdout == "adopted\n", ran.stderr
+
+
+# ---- Projects from before the engine question ----
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's history, with the commit before the pyo3 engine tagged
+    v0.2.0 and the working tree committed on top as v0.3.0."""
+    repo = tmp_path_factory.mktemp("history") / "repo"
+    cloned = subprocess.run(
+        ["git", "clone", "-q", "--no-local", str(ROOT), str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cloned.returncode == 0, cloned.stderr
+    pyo3_build_rs = "template/{% if engine == 'pyo3' %}build.rs{% endif %}.jinja"
+    added = git(repo, "log", "--diff-filter=A", "--format=%H", "--", pyo3_build_rs).split()
+    assert added, "the repository's history must hold the commit that added the pyo3 engine"
+    git(repo, "tag", "v0.2.0", f"{added[-1]}^")
+    working_tree(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "the working tree")
+    git(repo, "tag", "v0.3.0")
+    return repo
+
+
+def dependencies(project: Path) -> dict:
+    return tomllib.loads((project / "Cargo.toml").read_text())["dependencies"]
+
+
+def from_before_the_engine_question(history: Path, dest: Path) -> Path:
+    result = copier_cli(
+        "copy", "--trust", "--defaults", "--skip-tasks", "--vcs-ref=v0.2.0",
+        "--data", "project_name=old", str(history), str(dest),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "engine" not in answers(dest)
+    git(dest, "init", "-q")
+    commit_all(dest, "generated")
+    return dest
+
+
+def test_a_project_from_before_the_engine_question_stays_on_pyembed_through_update_defaults(
+    history: Path, tmp_path: Path
+) -> None:
+    project = from_before_the_engine_question(history, tmp_path / "old")
+    before = dependencies(project)
+    update(project, "--skip-tasks")
+    assert answers(project)["_commit"] == "v0.3.0"
+    assert answers(project)["engine"] == "pyembed"
+    assert answers(project)["pyembed_version"] == "0.24.0"
+    assert dependencies(project) == before
+    assert (project / "pyoxidizer.bzl").is_file()
+    assert not (project / "src" / "interpreter.rs").exists()
+
+
+@pytest.mark.e2e
+def test_update_with_engine_pyo3_switches_a_project_from_before_and_it_builds_and_runs(
+    history: Path, tmp_path: Path, cargo_target_root: Path
+) -> None:
+    project = from_before_the_engine_question(history, tmp_path / "old")
+    update(project, "--skip-tasks", "--data", "engine=pyo3")
+    assert answers(project)["engine"] == "pyo3"
+    assert "pyembed_version" not in answers(project)
+    assert "pyembed" not in dependencies(project)
+    assert dependencies(project)["pyo3"]["version"] == "0.30.1"
+    for gone in ("pyoxidizer.bzl", "src/python_config.rs"):
+        assert not (project / gone).exists(), gone
+    assert (project / "src" / "interpreter.rs").is_file()
+    assert not [n for n, c in files(project).items() if b"<<<<<<< before updating" in c]
+
+    python = pyenv_python("3.11")
+    assert python, "the pyo3 build links pyenv's CPython 3.11"
+    target_dir = cargo_target_root / "pyo3-3.11"
+    build = subprocess.run(
+        ["cargo", "build", "--locked"],
+        cwd=project,
+        env={**os.environ, "CARGO_TARGET_DIR": str(target_dir), "PYO3_PYTHON": str(python)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    ran = subprocess.run(
+        [
+            str(target_dir / "debug" / "old"),
+            "-c",
+            "import sqlite3, old_rs; print(old_rs.add(1, 2))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.stdout == "3\n", ran.stderr
