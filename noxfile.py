@@ -4,6 +4,7 @@
 - tests: the whole pytest suite, end-to-end cargo builds included.
 - fast: the tests that need no cargo build (seconds).
 - e2e: only the end-to-end tests (copier, cargo, the built binary).
+- newest_pythons: only the tests in the Debian sid root (CPython 3.14, 3.15).
 - oldest_copier: the fast tests with copier.yml's _min_copier_version.
 - demo: generate, build and run a demo project from this template.
 - bench: the benchmark table (not part of the tests); `-- --json FILE`.
@@ -57,6 +58,14 @@ def e2e(session: nox.Session) -> None:
 
 
 @nox.session
+def newest_pythons(session: nox.Session) -> None:
+    """The pyo3 engine's end-to-end tests with CPython 3.14 and 3.15, inside a
+    Debian sid root made once and reused (tests/sidroot.py)."""
+    install(session)
+    session.run("pytest", "-m", "sid", *session.posargs)
+
+
+@nox.session
 def oldest_copier(session: nox.Session) -> None:
     """The fast tests with the oldest Copier that copier.yml admits."""
     install(session)
@@ -87,7 +96,8 @@ def demo(session: nox.Session) -> None:
     with session.chdir(dest):
         session.run("cargo", "build", "--locked", external=True, env=env)
     code = "import json, sqlite3, ssl, sys; print('Hello from Python', sys.version.split()[0])"
-    session.run(str(dest / "target" / "debug" / "demo"), "-c", code, external=True)
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR") or dest / "target")
+    session.run(str(target_dir / "debug" / "demo"), "-c", code, external=True)
     session.log(f"The demo project is in {dest}; its README.md says what next.")
 
 

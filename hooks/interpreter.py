@@ -59,10 +59,12 @@ PYO3_RULE = (
 
 @dataclass(frozen=True)
 class Candidate:
-    """An interpreter path and why it was chosen."""
+    """An interpreter path and why it was chosen; `probed` is the probe's
+    (exit status, stdout, stderr) when choosing it already ran the probe."""
 
     path: str
     reason: str
+    probed: tuple[int, str, str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,12 @@ def find(environ: Mapping[str, str] | None = None) -> Candidate:
         return Candidate(_env_python(conda, virtualenv=False), "a conda environment is active")
     for name in ("python", "python3"):
         path = _which(name, env.get("PATH", ""))
-        if path and _reports_python3(path):
+        probed = _run_probe(path) if path else None
+        if probed and _is_python3(probed):
             reason = f"it is the first `{name}` on PATH"
             if venv and conda:
                 reason += " (VIRTUAL_ENV and CONDA_PREFIX are both set, so PyO3 ignores both)"
-            return Candidate(path, reason)
+            return Candidate(path, reason, probed)
     raise HookError(
         "No Python 3 interpreter found: PYO3_PYTHON is not set, no virtualenv is active, "
         "and neither `python` nor `python3` on PATH is Python 3.",
@@ -173,12 +176,21 @@ def _which(name: str, path: str) -> str | None:
             return None
 
 
-def _reports_python3(path: str) -> bool:
+def _run_probe(path: str) -> tuple[int, str, str] | None:
+    """Run PROBE on an interpreter: (exit status, stdout, stderr), or None when
+    it cannot run. Choosing `python` or `python3` as PyO3 does needs only the
+    major version, which the probe reports too: one run instead of two (a
+    pyenv shim costs a shell start each time)."""
     try:
-        _, out, err = local[path]["--version"].run(retcode=None, timeout=PROBE_TIMEOUT)
+        return local[path]["-S", "-c", PROBE].run(retcode=None, timeout=PROBE_TIMEOUT)
     except (OSError, ProcessTimedOut):
-        return False
-    return out.startswith("Python 3") or err.startswith("Python 3")
+        return None
+
+
+def _is_python3(probed: tuple[int, str, str]) -> bool:
+    code, out, _ = probed
+    data = _last_json_line(out) if code == 0 else None
+    return bool(data) and data["version"][0] == 3
 
 
 def probe(candidate: Candidate) -> Interpreter:
@@ -196,9 +208,12 @@ def probe(candidate: Candidate) -> Interpreter:
     if not path.is_file() or not os.access(path, os.X_OK):
         raise HookError(f"{who} is not an executable file.", fix)
     try:
-        code, out, err = local[str(path)]["-S", "-c", PROBE].run(
-            retcode=None, timeout=PROBE_TIMEOUT
-        )
+        if candidate.probed is not None:
+            code, out, err = candidate.probed
+        else:
+            code, out, err = local[str(path)]["-S", "-c", PROBE].run(
+                retcode=None, timeout=PROBE_TIMEOUT
+            )
     except ProcessTimedOut as error:
         raise HookError(f"{who} did not answer within {PROBE_TIMEOUT:.0f} s.", fix) from error
     except OSError as error:
