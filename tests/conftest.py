@@ -179,7 +179,7 @@ COMMON_FILES = {
 # The files of a project named "demo", by engine.
 FILES_BY_ENGINE = {
     "pyo3": {*COMMON_FILES, "src/interpreter.rs", "src/rust_module.rs"},
-    "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs"},
+    "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs", "src/python_start.rs"},
 }
 # The default engine's.
 GENERATED_FILES = FILES_BY_ENGINE["pyo3"]

@@ -18,7 +18,19 @@ import pytest
 
 from hooks import interpreter
 
-from .conftest import built, cargo, copy_cli, flat, pyenv_python, render, require, run
+from .conftest import (
+    Place,
+    built,
+    cargo,
+    copy_cli,
+    flat,
+    place_of,
+    pyenv_python,
+    render,
+    require,
+    run,
+)
+from .parity import CASES, OWNS, PYMALLOC_STATS, PYTHON_USES_IT, run_side_by_side
 
 pytestmark = pytest.mark.e2e
 
@@ -99,14 +111,16 @@ def test_each_python_allocator_builds_and_runs_with_python_using_it(
     binary = built(project, cargo_target_root / "default", "--locked")
     # Allocation-heavy Python code through the custom allocator.
     code = "x = [str(i) * 10 for i in range(200000)]; import json; print(len(json.dumps(x)))"
-    stats = {"jemalloc": {"_RJEM_MALLOC_CONF": "stats_print:true"},
-             "mimalloc": {"MIMALLOC_SHOW_STATS": "1"}}.get(allocator)  # fmt: skip
-    ran = run(binary, "-c", code, cwd=tmp_path, env=stats)
+    ran = run(binary, "-c", code, cwd=tmp_path)
     assert ran.stdout.strip() == str(len(json.dumps([str(i) * 10 for i in range(200000)])))
-    if allocator == "jemalloc":
-        assert "jemalloc statistics" in ran.stderr
-    elif allocator == "mimalloc":
-        assert "peak commit" in ran.stderr  # mimalloc's statistics
+    # The allocator itself owns Python's objects (every domain, not only raw),
+    # and pymalloc is gone.
+    owned = run(
+        binary, "-c", PYTHON_USES_IT.format(owns=OWNS[allocator], counter_check=False), cwd=tmp_path
+    )
+    assert owned.stdout == "owned\n"
+    stats = run(binary, "-c", "import sys; sys._debugmallocstats()", cwd=tmp_path)
+    assert PYMALLOC_STATS not in stats.stderr
 
 
 def test_run_module_answer_runs_the_module_with_the_programs_arguments(
@@ -263,3 +277,59 @@ def test_conflicting_allocator_features_are_refused_with_the_fix(
     result = cargo(project, cargo_target_root / "default", "build", "--features", features)
     assert result.returncode != 0
     assert says in flat(result.stderr)
+
+
+# ---- Parity with python (the cases of tests/parity.py) ----
+
+
+@pytest.fixture(scope="module")
+def pyembed_builds(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: Path) -> dict:
+    """(place, binary) of a default pyembed project per linked Python, built once."""
+    made: dict[str, tuple[Place, Path]] = {}
+
+    def get(minor: str, request: pytest.FixtureRequest, **answers: str) -> tuple[Place, Path]:
+        key = f"{minor}-{answers.get('run_mode', 'repl')}"
+        if key not in made:
+            place = place_of(minor, request)
+            name = f"parity-{answers.get('run_mode', 'repl')}"
+            project = render(
+                tmp_path_factory.mktemp(key) / name,
+                {"engine": "pyembed", "project_name": name, **answers},
+            )
+            made[key] = (place, place.built(project, cargo_target_root / f"python{minor}"))
+        return made[key]
+
+    return get
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("minor", ["3.8", "3.11"])
+def test_the_program_behaves_like_the_python_it_links(
+    minor: str, case: str, pyembed_builds, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    place, binary = pyembed_builds(minor, request)
+    ours, theirs = run_side_by_side(place, binary, case, tmp_path)
+    assert ours == theirs
+
+
+ARGV_AND_PATH0 = "import json, sys; print(json.dumps([sys.argv, sys.path[0]]))"
+
+
+@pytest.mark.parametrize(
+    ("answers", "python_args"),
+    [
+        ({"run_mode": "module", "run_module": "probe"}, ["-m", "probe"]),
+        ({"run_mode": "code", "run_code": ARGV_AND_PATH0}, ["-c", ARGV_AND_PATH0]),
+    ],
+    ids=["module", "code"],
+)
+@pytest.mark.parametrize("minor", ["3.8", "3.11"])
+def test_module_and_code_run_modes_give_sys_argv_and_path_as_python_does(
+    minor: str, answers: dict, python_args: list[str], pyembed_builds, request, tmp_path: Path
+) -> None:
+    place, binary = pyembed_builds(minor, request, **answers)
+    (tmp_path / "probe.py").write_text(ARGV_AND_PATH0 + "\n")
+    ours = place.run([str(binary), "a", "-c", "b"], cwd=tmp_path)
+    theirs = place.run([place.python, *python_args, "a", "-c", "b"], cwd=tmp_path)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (0, theirs.stdout, "")
+    assert json.loads(ours.stdout)[1] in (str(tmp_path), "")

@@ -16,13 +16,13 @@ import os
 import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from .conftest import SID_MINORS, Place, copy_cli, flat, place_of, render
+from .parity import CASES, OWNS, PYMALLOC_STATS, PYTHON_USES_IT, RUN_PROBE, run_side_by_side
 
 pytestmark = pytest.mark.e2e
 
@@ -106,136 +106,14 @@ def test_default_project_builds_locked_and_runs_the_standard_library_and_c_exten
 # ---- Parity with python ----
 
 
-@dataclass(frozen=True)
-class Case:
-    args: list[str]
-    stdin: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)  # created in the working folder
-
-
-FLAGS = "import sys; print(sys.flags)"
-PATHS = "import sys; print(sys.prefix, sys.base_prefix, sys.path[1:])"
-CASES = {
-    "version": Case(["--version"]),
-    "V": Case(["-V"]),
-    "VV": Case(["-VV"]),
-    "help": Case(["-h"]),
-    "help-all": Case(["--help-all"]),
-    "unknown-option": Case(["-Z"]),
-    "c-without-code": Case(["-c"]),
-    "system-exit-3": Case(["-c", "raise SystemExit(3)"]),
-    "system-exit-message": Case(["-c", "raise SystemExit('bye')"]),
-    "uncaught-exception": Case(["-c", "def f():\n    1/0\nf()"]),
-    "keyboard-interrupt": Case(["-c", "raise KeyboardInterrupt"]),
-    "dev-mode": Case(["-X", "dev", "-c", "import sys; print(sys.flags.dev_mode)"]),
-    "dev-mode-warns": Case(["-X", "dev", "-c", "import os; open(os.devnull); print('ok')"]),
-    "dev-mode-faulthandler": Case(
-        ["-X", "dev", "-c", "import faulthandler; print(faulthandler.is_enabled())"]
-    ),
-    "dev-mode-from-environment": Case(
-        ["-c", "import sys; print(sys.flags.dev_mode)"], env={"PYTHONDEVMODE": "1"}
-    ),
-    "utf8-mode": Case(
-        ["-X", "utf8", "-c", "import sys; print(sys.flags.utf8_mode, sys.getfilesystemencoding())"],
-        env={"LC_ALL": "C"},
-    ),
-    "c-locale": Case(
-        [
-            "-c",
-            "import sys, locale; print(sys.flags.utf8_mode, sys.stdout.encoding, "
-            "locale.getpreferredencoding())",
-        ],
-        env={"LC_ALL": "C"},
-    ),
-    "utf8-locale": Case(
-        ["-c", "import sys; print(sys.stdout.encoding, '\\u00e9\\u2603')"],
-        env={"LC_ALL": "C.UTF-8"},
-    ),
-    "options": Case(["-b", "-B", "-E", "-O", "-q", "-s", "-S", "-u", "-R", "-c", FLAGS]),
-    "optimize-twice": Case(["-OO", "-c", "import sys; assert 0; print(sys.flags.optimize)"]),
-    "isolated": Case(["-I", "-c", "import sys; print(sys.flags.isolated, sys.path[0])"]),
-    "safe-path": Case(["-P", "-c", "import sys; print(sys.flags.safe_path, sys.path[0])"]),
-    "warnings-as-errors": Case(["-W", "error", "-c", "import warnings; warnings.warn('x')"]),
-    "x-options": Case(["-X", "c", "-X", "a=b", "-c", "import sys; print(sys._xoptions)"]),
-    "inspect-stdin": Case(["-i", "-c", "x = 5"], stdin="print(x * 2)\n"),
-    "skip-first-line": Case(["-x", "script.py"], files={"script.py": "garbage\nprint('ok')\n"}),
-    "paths": Case(["-c", PATHS]),
-    "pythonpath": Case(["-c", "import sys; print(sys.path[1])"], env={"PYTHONPATH": "/opt/lib"}),
-    "stdin-script": Case([], stdin="import sys; print(sys.argv, sys.path[0]); raise SystemExit(4)"),
-    "stdin-dash": Case(["-", "a", "b"], stdin="import sys; print(sys.argv, repr(sys.path[0]))"),
-    "script-file": Case(
-        ["script.py", "a"],
-        files={"script.py": "import sys, os; print(sys.argv, sys.path[0] == os.getcwd())\n"},
-    ),
-    "module-in-cwd": Case(
-        ["-m", "mod", "a"],
-        files={"mod.py": "import sys, os; print(sys.argv[1:], sys.path[0] == os.getcwd())\n"},
-    ),
-    "package-main": Case(
-        ["-m", "pkg"], files={"pkg/__init__.py": "", "pkg/__main__.py": "print(__name__)\n"}
-    ),
-    "json-tool": Case(["-m", "json.tool", "--sort-keys"], stdin='{"b": 1, "a": [2]}'),
-    "zip-app": Case(["app.zip", "x"]),  # the zip is made by the test
-    "c-extensions": Case(["-c", "import _ssl, _sqlite3, _ctypes, _decimal, zlib; print('ok')"]),
-    "signals": Case(
-        [
-            "-c",
-            "import signal as s; print([s.getsignal(n) for n in "
-            "(s.SIGSEGV, s.SIGBUS, s.SIGPIPE, s.SIGINT, s.SIGTERM)])",
-        ],
-    ),
-    "segfault": Case(["-c", "import ctypes; ctypes.string_at(0)"]),
-    "multiprocessing-spawn": Case(
-        [
-            "-c",
-            "import multiprocessing as mp\nif __name__ == '__main__':\n"
-            "    print(mp.get_context('spawn').Pool(2).map(abs, [-1, -2]))",
-        ],
-    ),
-    "subprocess-of-itself": Case(
-        [
-            "-c",
-            "import subprocess, sys; "
-            "print(subprocess.run([sys.executable, '-c', 'print(6*7)'], "
-            "capture_output=True, text=True).stdout.strip())",
-        ],
-    ),
-}
-
-
-def run_side_by_side(
-    place: Place, binary: Path, python: str, case: Case, cwd: Path
-) -> tuple[tuple, tuple]:
-    cwd.mkdir(parents=True, exist_ok=True)
-    for name, text in case.files.items():
-        (cwd / name).parent.mkdir(parents=True, exist_ok=True)
-        (cwd / name).write_text(text)
-    results = []
-    for executable in (str(binary), python):
-        ran = place.run([executable, *case.args], cwd=cwd, stdin=case.stdin, env=case.env)
-        same = (ran.stdout + "\0" + ran.stderr).replace(executable, "PROGRAM")
-        results.append((ran.returncode, *same.split("\0")))
-    return results[0], results[1]
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
 def test_the_program_behaves_like_the_python_it_links(
     place: Place, case: str, builds: Builds, tmp_path: Path
 ) -> None:
     _, binary = builds.get(place, "app", {})
-    if case == "zip-app":
-        with zipfile.ZipFile(tmp_path / "app.zip", "w") as app:
-            app.writestr("__main__.py", "import sys; print(sys.argv, sys.path[0])\n")
-    ours, theirs = run_side_by_side(place, binary, place.python, CASES[case], tmp_path)
+    ours, theirs = run_side_by_side(place, binary, case, tmp_path)
     assert ours == theirs
-
-
-RUN_PROBE = (
-    "import sys, os; "
-    "print(sys.argv, repr(sys.path[0]), getattr(sys, 'orig_argv', [])[1:], os.getcwd())"
-)
 
 
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
@@ -280,40 +158,6 @@ def test_pythonhome_set_by_the_user_wins_as_with_python(
 
 # ---- Allocators ----
 
-# Python code that asks the allocator itself whether it owns the memory of
-# Python objects (ctypes finds its functions: build.rs exports the program's
-# symbols), with a pointer from the C library's malloc as the counter-check.
-OWNS = {
-    "mimalloc": """
-owns = lib.mi_is_in_heap_region
-owns.argtypes, owns.restype = [ctypes.c_void_p], ctypes.c_bool
-""",
-    "snmalloc": """
-size = lib.sn_malloc_usable_size
-size.argtypes, size.restype = [ctypes.c_void_p], ctypes.c_size_t
-owns = lambda pointer: size(pointer) > 0
-""",
-    "jemalloc": """
-ctl = lib._rjem_mallctl
-ctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
-                ctypes.c_void_p, ctypes.c_size_t]
-def owns(pointer):
-    arena, size, query = ctypes.c_uint(), ctypes.c_size_t(4), ctypes.c_void_p(pointer)
-    return ctl(b"arenas.lookup", ctypes.byref(arena), ctypes.byref(size),
-               ctypes.byref(query), ctypes.sizeof(query)) == 0
-""",
-}
-PYTHON_USES_IT = """
-import ctypes
-lib = ctypes.CDLL(None)
-lib.malloc.restype = ctypes.c_void_p
-{owns}
-objects = [bytes(100_000), "x" * 50, 10**40, [1, 2, 3]]
-assert all(owns(id(o)) for o in objects), "a Python object is not the allocator's"
-assert not owns(lib.malloc(64)), "the allocator claims the C library's memory"
-print("owned")
-"""
-PYMALLOC_STATS = "Small block threshold"
 HEAVY = (
     "import json; data = [{'i': i, 's': str(i) * 20} for i in range(300_000)]; "
     "del data[::2]; print(len(json.dumps(data)))"
@@ -336,7 +180,7 @@ def test_each_python_allocator_serves_python_objects_with_and_without_dev_mode(
     place: Place, allocator: str, builds: Builds, tmp_path: Path
 ) -> None:
     _, binary = builds.get(place, f"py-{allocator}", {"python_allocator": allocator})
-    code = PYTHON_USES_IT.format(owns=OWNS[allocator])
+    code = PYTHON_USES_IT.format(owns=OWNS[allocator], counter_check=True)
     for dev in ([], ["-X", "dev"]):
         owned = place.run([str(binary), *dev, "-c", code], cwd=tmp_path)
         assert (owned.returncode, owned.stdout) == (0, "owned\n"), owned.stderr

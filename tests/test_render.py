@@ -63,9 +63,7 @@ COMPUTED = [
     "pyo3_version",
     "default_features",
     "run_code_literal",
-    "rust_keywords",
-    "cargo_reserved_names",
-    "windows_reserved_names",
+    "reserved_names",
     "lock_crate_names",
     "engine_support",
 ]

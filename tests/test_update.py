@@ -390,7 +390,12 @@ def test_a_project_from_before_the_engine_question_stays_on_pyembed_through_upda
     assert answers(project)["_commit"] == "v0.3.0"
     assert answers(project)["engine"] == "pyembed"
     assert answers(project)["pyembed_version"] == "0.24.0"
-    assert dependencies(project) == before
+    after = dependencies(project)
+    # Every dependency as it was; new ones only what src/python_start.rs uses
+    # (pyembed's own pyo3-ffi, and libc), not pyo3 0.30.
+    assert {name: after[name] for name in before} == before
+    assert set(after) - set(before) == {"pyo3-ffi", "libc"}
+    assert after["pyo3-ffi"] == "=0.17.3"
     assert (project / "pyoxidizer.bzl").is_file()
     assert not (project / "src" / "interpreter.rs").exists()
 
