@@ -9,6 +9,7 @@
 - demo: generate, build and run a demo project from this template.
 - bench: the benchmark table (not part of the tests); `-- --json FILE`.
 - lock: re-resolve the shipped Cargo.lock against today's crates.io.
+- release: check CHANGELOG.md and the working tree, then tag a version locally.
 """
 
 from __future__ import annotations
@@ -196,6 +197,29 @@ def lock_template(lock: str) -> tuple[str, list[str]]:
     # "~" sorts after every character a package name can hold.
     out.append('{{ project_before("~") }}')
     return "".join(out), sorted(set(names))
+
+
+@nox.session(python=False)
+def release(session: nox.Session) -> None:
+    """`nox -s release -- vX.Y.Z`: the annotated tag of a template version,
+    made locally after checking that CHANGELOG.md has a `## vX.Y.Z` section
+    (not "unreleased") and that the working tree is clean. Push it yourself:
+    `git push origin vX.Y.Z`."""
+    if len(session.posargs) != 1 or not re.fullmatch(r"v\d+\.\d+\.\d+", session.posargs[0]):
+        session.error("Give the version to tag: nox -s release -- vMAJOR.MINOR.PATCH")
+    version = session.posargs[0]
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    heading = re.search(rf"(?m)^## {re.escape(version)}(.*)$", changelog)
+    if not heading:
+        session.error(f"CHANGELOG.md has no '## {version}' section: write it first.")
+    if heading.group(1).strip():
+        session.error(f"CHANGELOG.md's heading for {version} says {heading.group(1).strip()!r}: "
+                      f"make it '## {version}' when the version is final.")  # fmt: skip
+    status = session.run("git", "status", "--porcelain", external=True, silent=True)
+    if status.strip():
+        session.error("The working tree has uncommitted changes: commit them first.")
+    session.run("git", "tag", "-a", version, "-m", f"Template {version}", external=True)
+    session.log(f"Tagged {version}. Publish it with: git push origin {version}")
 
 
 if __name__ == "__main__":  # `python noxfile.py` behaves like `nox`

@@ -91,6 +91,10 @@ def run_pyoxidizer(
 ) -> Artifacts:
     """`pyoxidizer --system-rust run-build-script build.rs`, as the seed describes."""
     env = cargo_environment(project, target, profile)
+    try:
+        project.artifact_dir.mkdir(parents=True, exist_ok=True)  # as cargo makes OUT_DIR
+    except OSError as error:
+        raise cannot_prepare(project.artifact_dir, error) from error
     say(f"Running {exe} run-build-script build.rs (TARGET={target}, PROFILE={profile}).")
     command = local[exe]["--system-rust", "run-build-script", "build.rs"]
     try:
@@ -171,13 +175,13 @@ def write_local(project: Project, python: Interpreter) -> Artifacts:
             f"{config_rs} is missing; the local artifacts reuse it.",
             "Restore it from version control, or `copier update` the project.",
         )
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / PYO3_CONFIG).write_text(python.pyo3_config(), encoding="utf-8")
-    (directory / CONFIG_RS).write_text(
+    prepare_directory(directory, keep={PYO3_CONFIG, CONFIG_RS})
+    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config())
+    write_if_changed(
+        directory / CONFIG_RS,
         "// Written by tools/hooks (local artifacts): the project's own interpreter\n"
         f"// configuration, linking {python.describe}.\n"
         f"include!({rust_string(str(config_rs))});\n",
-        encoding="utf-8",
     )
     return Artifacts(directory, "local")
 
@@ -202,7 +206,9 @@ def produce(
     """
     if project.engine == "pyo3":
         return write_pyo3(project, python, mode)
-    fresh_directory(project.artifact_dir)
+    # PyOxidizer overwrites its files in target/out; the local stand-in removes
+    # the others and rewrites its two only when they change, so that a build
+    # with nothing changed recompiles nothing.
     exe = pyoxidizer_exe() if mode != "local" else None
     if exe:
         try:
@@ -215,7 +221,6 @@ def produce(
                 code(error.said)
             else:
                 note(f"{error.problem} Local artifacts are used instead.")
-            fresh_directory(project.artifact_dir)
     elif mode == "pyoxidizer":
         raise HookError(
             "pyoxidizer is not installed (no PYOXIDIZER_EXE, no `pyoxidizer` on PATH).",
@@ -251,34 +256,40 @@ def write_pyo3(project: Project, python: Interpreter | None, mode: str) -> Artif
             "Fix the problem it names, then run `python3 tools/hooks build` again.",
         )
     directory = project.artifact_dir
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        write_if_changed(directory / PYO3_CONFIG, python.pyo3_config())
-    except OSError as error:
-        raise HookError(
-            f"Cannot prepare {directory} for the artifacts ({error.strerror or error}).",
-            "Make the project's target folder writable (or remove it), then run "
-            "`python3 tools/hooks build` again.",
-        ) from error
+    prepare_directory(directory, keep={PYO3_CONFIG})
+    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config())
     return Artifacts(directory, "local", engine="pyo3")
 
 
 def write_if_changed(path: Path, text: str) -> None:
     """Write `text` unless the file already holds it: an unchanged file keeps
     its time stamp, and cargo does not rebuild what depends on it."""
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
-
-
-def fresh_directory(directory: Path) -> None:
-    """Empty target/out: stale PyOxidizer files must not mix with new ones."""
     try:
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
     except OSError as error:
-        raise HookError(
-            f"Cannot prepare {directory} for the artifacts ({error.strerror or error}).",
-            "Make the project's target folder writable (or remove it), then run "
-            "`python3 tools/hooks build` again.",
-        ) from error
+        raise cannot_prepare(path.parent, error) from error
+
+
+def prepare_directory(directory: Path, keep: set[str]) -> None:
+    """target/out with only the files named in `keep` left from earlier steps:
+    stale PyOxidizer files must not mix with new ones."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for entry in directory.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except OSError as error:
+        raise cannot_prepare(directory, error) from error
+
+
+def cannot_prepare(directory: Path, error: OSError) -> HookError:
+    return HookError(
+        f"Cannot prepare {directory} for the artifacts ({error.strerror or error}).",
+        "Make the project's target folder writable (or remove it), then run "
+        "`python3 tools/hooks build` again.",
+    )

@@ -185,6 +185,9 @@ def test_run_build_makes_a_prebuilt_artifacts_binary_offline_and_reruns_without_
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"Built {binary}" in flat(again.stdout)
+    # The artifacts did not change, so nothing but the program is rebuilt.
+    assert "Compiling pyo3" not in again.stderr
+    assert "Compiling pyembed" not in again.stderr
     assert run(binary, "-c", code, cwd=Path("/")).stdout == "ok\n"
 
 

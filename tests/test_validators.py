@@ -3,14 +3,17 @@ says what is allowed: one test per rule of copier.yml's validators."""
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from .conftest import ROOT, copier_cli, copy_cli, render
+from .conftest import ROOT, copier_cli, copier_settings, copy_cli, render
 
 # The tests render the working tree on purpose, uncommitted changes included.
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
@@ -366,3 +369,65 @@ def test_value_outside_the_choices_is_refused_with_the_choices(tmp_path, questio
     if message != "Invalid choice":  # Copier before 9.16 names neither question nor choices
         assert f"Invalid choice for '{question}'" in message
         assert repr(allowed) in message
+
+
+# ---- Readable at 80 columns ----
+
+
+def test_every_question_has_a_help_whose_first_line_fits_76_columns():
+    questions = {
+        name: spec
+        for name, spec in copier_settings().items()
+        if not name.startswith("_") and isinstance(spec, dict) and spec.get("when") is not False
+    }
+
+    assert len(questions) >= 10
+    for name, spec in questions.items():
+        first_line = spec["help"].splitlines()[0]
+        assert len(first_line) <= 76, f"{name}: {first_line!r}"
+        assert "default" in spec, name
+
+
+# ---- The same rules in an interactive prompt ----
+
+
+def test_an_interactive_copy_refuses_windows_with_jemalloc_and_accepts_console(tmp_path):
+    """A real `copier copy` in a pseudo-terminal: Copier runs no question
+    validator on a choice there, so the rule must come from the choice itself."""
+    pexpect = pytest.importorskip("pexpect")
+    destination = tmp_path / "app"
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "copier", "copy", "--vcs-ref=HEAD", "--skip-tasks", str(ROOT), str(destination)],
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "80", "LINES": "40"},
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 80),
+    )
+
+    def answer(help_text: str, keys: str) -> None:
+        """Wait for the question (its help text) and its prompt, then press keys."""
+        child.expect(help_text)
+        time.sleep(0.5)  # the prompt draws itself, then reads keys
+        child.send(keys)
+
+    down = "\x1b[B"
+    answer("Name of the Cargo package", "\r")  # the default: the folder's name
+    answer("Embedding engine", "\r")  # pyo3
+    answer("Default build mode", "\r")
+    answer("Memory allocator for Rust", down + "\r")  # jemalloc
+    answer("Memory allocator for Python", "\r")
+    # "windows" is shown disabled, with the rule and the fix, and cannot be
+    # chosen: the arrow key skips it, so Enter takes "console".
+    child.expect("Windows subsystem")
+    child.expect(r"windows \(GUI program, Windows only\) \(windows needs an allocator other than")
+    time.sleep(0.5)
+    child.send(down + "\r")
+    answer("What the program runs", "\r")
+    answer("Build now?", "\r")  # no
+    child.expect(pexpect.EOF, timeout=120)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    recorded = yaml.safe_load((destination / ".copier-answers.yml").read_text())
+    assert recorded["global_allocator"] == "jemalloc"
+    assert recorded["windows_subsystem"] == "console"
