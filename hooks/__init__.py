@@ -8,7 +8,13 @@ Modules, one concern each:
 - report: how problems and progress are printed;
 - project: the generated project (answers, support table, Cargo metadata);
 - interpreter: finding the Python the build will link, as PyO3 does, and vetting it;
-- artifacts: step 1 of the two-step build (PyOxidizer, or a local stand-in);
+- runtime: the Python runtime a relocatable program carries (libpython, the
+  standard library), and reading and patching ELF files;
+- artifacts: step 1 of the two-step build (the runtime and the pyo3
+  configuration; for pyembed, PyOxidizer's artifacts when it works);
 - cargo: step 2, `cargo build` in build-mode-prebuilt-artifacts;
+- bundle: the relocatable folder dist/NAME and its archive;
 - cli: the command-line entry and its exit-status policy.
+
+Each module imports only those listed after it.
 """

@@ -1,15 +1,15 @@
 """Step 1 of the two-step build: the artifacts build.rs reads in
 build-mode-prebuilt-artifacts.
 
-pyo3 engine: the pyo3 configuration file of the vetted interpreter, which
-step 2 gives cargo as PYO3_CONFIG_FILE, so the build links exactly that
-Python whatever PATH says.
+From the vetted interpreter (both engines): its runtime (`runtime/lib`:
+libpython and the standard library, see runtime.py), which makes the program
+relocatable, and a pyo3 configuration file that links that copy of libpython;
+step 2 gives cargo the file as PYO3_CONFIG_FILE. For pyembed also a
+`default_python_config.rs` that is the project's own src/python_config.rs.
 
-pyembed engine: PyOxidizer's `run-build-script` produces them from
-pyoxidizer.bzl, with a Python distribution it downloads. When it is missing or
-fails (offline, for one), a local stand-in writes the two files the cargo step
-needs from the vetted interpreter: that build links the local Python and is
-not a relocatable, self-contained build.
+pyembed engine, first: PyOxidizer's `run-build-script` produces its own
+artifacts from pyoxidizer.bzl, with a Python distribution it downloads. When
+it is missing or fails (offline, for one), the local artifacts above are used.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from plumbum import local
 from plumbum.commands.base import BaseCommand
 from plumbum.commands.processes import CommandNotFound
 
+from . import runtime
 from .interpreter import Interpreter
 from .project import Project
 from .report import HookError, code, note, say
 
 CONFIG_RS = "default_python_config.rs"
 PYO3_CONFIG = "pyo3-build-config-file.txt"
+RUNTIME = "runtime"
 PYOXIDIZER_TIMEOUT = 900.0
 
 
@@ -52,6 +54,12 @@ class Artifacts:
     @property
     def pyo3_config(self) -> Path:
         return self.directory / PYO3_CONFIG
+
+    @property
+    def runtime_lib(self) -> Path | None:
+        """The lib/ folder a relocatable program carries, if the artifacts have one."""
+        lib = self.directory / RUNTIME / "lib"
+        return lib if lib.is_dir() else None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -165,7 +173,9 @@ def first_error(output: str) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
-def write_local(project: Project, python: Interpreter) -> Artifacts:
+def write_local(
+    project: Project, python: Interpreter, requirements: Path | None = None
+) -> Artifacts:
     """The stand-in: the vetted interpreter's pyo3 configuration, and an
     interpreter configuration that is the project's own src/python_config.rs."""
     directory = project.artifact_dir
@@ -175,8 +185,8 @@ def write_local(project: Project, python: Interpreter) -> Artifacts:
             f"{config_rs} is missing; the local artifacts reuse it.",
             "Restore it from version control, or `copier update` the project.",
         )
-    prepare_directory(directory, keep={PYO3_CONFIG, CONFIG_RS})
-    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config())
+    prepare_directory(directory, keep={PYO3_CONFIG, CONFIG_RS, RUNTIME})
+    write_runtime(directory, python, requirements)
     write_if_changed(
         directory / CONFIG_RS,
         "// Written by tools/hooks (local artifacts): the project's own interpreter\n"
@@ -197,6 +207,7 @@ def produce(
     profile: str,
     mode: str = "auto",
     timeout: float = PYOXIDIZER_TIMEOUT,
+    requirements: Path | None = None,
 ) -> Artifacts:
     """Artifacts into target/out: for pyembed, PyOxidizer's when it works, else
     the local stand-in; for pyo3, the vetted interpreter's configuration.
@@ -205,7 +216,7 @@ def produce(
     `python` is the vetted interpreter, or None when it failed the check.
     """
     if project.engine == "pyo3":
-        return write_pyo3(project, python, mode)
+        return write_pyo3(project, python, mode, requirements)
     # PyOxidizer overwrites its files in target/out; the local stand-in removes
     # the others and rewrites its two only when they change, so that a build
     # with nothing changed recompiles nothing.
@@ -233,18 +244,17 @@ def produce(
             "The local artifacts need a usable Python, and the check above found none.",
             "Fix the problem it names, then run `python3 tools/hooks build` again.",
         )
-    artifacts = write_local(project, python)
-    note(
-        f"Using local artifacts: the program links {python.describe} and needs that "
-        "installation at run time. This is not a relocatable, self-contained build; "
-        "PyOxidizer's own artifacts are."
-    )
+    artifacts = write_local(project, python, requirements)
+    note(f"Using local artifacts: the runtime of {python.describe}, carried by the program.")
     return artifacts
 
 
-def write_pyo3(project: Project, python: Interpreter | None, mode: str) -> Artifacts:
-    """The pyo3 engine's artifacts: the vetted interpreter's pyo3 configuration,
-    rewritten only when it changes, so cargo's cache stays valid."""
+def write_pyo3(
+    project: Project, python: Interpreter | None, mode: str, requirements: Path | None = None
+) -> Artifacts:
+    """The pyo3 engine's artifacts: the vetted interpreter's runtime and pyo3
+    configuration, rewritten only when they change, so cargo's cache stays
+    valid."""
     if mode == "pyoxidizer":
         raise HookError(
             "--artifacts pyoxidizer needs the pyembed engine; this project uses pyo3.",
@@ -256,9 +266,18 @@ def write_pyo3(project: Project, python: Interpreter | None, mode: str) -> Artif
             "Fix the problem it names, then run `python3 tools/hooks build` again.",
         )
     directory = project.artifact_dir
-    prepare_directory(directory, keep={PYO3_CONFIG})
-    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config())
+    prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME})
+    write_runtime(directory, python, requirements)
     return Artifacts(directory, "local", engine="pyo3")
+
+
+def write_runtime(directory: Path, python: Interpreter, requirements: Path | None) -> None:
+    """The runtime (with the packages of `requirements`), and the pyo3
+    configuration that links its libpython."""
+    made = runtime.make(directory / RUNTIME, python)
+    if requirements is not None:
+        runtime.install_requirements(directory / RUNTIME, made, python, requirements)
+    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib)))
 
 
 def write_if_changed(path: Path, text: str) -> None:

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import artifacts, cargo, interpreter, migrate
+from . import artifacts, bundle, cargo, interpreter, migrate
 from .interpreter import PYO3_RULE, Candidate, Interpreter
 from .project import Project
 from .report import HookError, code, note, problem, say, step
@@ -64,8 +64,9 @@ def parser() -> argparse.ArgumentParser:
     build = add(
         "build",
         run_build,
-        "The two-step build: artifacts into target/out (PyOxidizer, else local ones), "
-        "then cargo with build-mode-prebuilt-artifacts.",
+        "The two-step build: artifacts into target/out (the checked Python's runtime; "
+        "pyembed: PyOxidizer's when it works), then cargo --release with "
+        "build-mode-prebuilt-artifacts, then the relocatable folder dist/NAME and its archive.",
     )
     after_copy = add(
         "after-copy",
@@ -84,7 +85,22 @@ def parser() -> argparse.ArgumentParser:
         help="only save what the update could delete (Copier's `before` stage)",
     )
     for sub in (build, after_copy):
-        sub.add_argument("--release", action="store_true", help="build the release profile")
+        sub.add_argument(
+            "--debug", action="store_true", help="build the dev profile instead of release"
+        )
+        sub.add_argument(
+            "--requirements",
+            type=Path,
+            metavar="FILE",
+            help="install these Python packages into the program's lib/ (pip, with the "
+            "checked Python)",
+        )
+        sub.add_argument(
+            "--portable",
+            action="store_true",
+            help="also carry the system libraries the program needs (OpenSSL, SQLite, ...), "
+            "but those a manylinux policy expects everywhere",
+        )
         sub.add_argument("--target", help="Rust target triple (default: rustc's host)")
         sub.add_argument(
             "--artifacts",
@@ -148,6 +164,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def build(project: Project, args: argparse.Namespace) -> Path:
+    """The two steps and the bundle; returns the bundled program."""
     target = cargo.target(args.target)
     python: Interpreter | None = None
     try:
@@ -161,17 +178,48 @@ def build(project: Project, args: argparse.Namespace) -> Path:
             raise
         problem(error)
         note("PyOxidizer brings its own Python, so the build goes on without this one.")
-    profile = "release" if args.release else "debug"
+    profile = "debug" if args.debug else "release"
     with step("Step 1 of 2: artifacts for build-mode-prebuilt-artifacts"):
         timeout = args.pyoxidizer_timeout or pyoxidizer_timeout()
-        made = artifacts.produce(project, python, target.triple, profile, args.artifacts, timeout)
+        made = artifacts.produce(
+            project, python, target.triple, profile, args.artifacts, timeout, args.requirements
+        )
         say(f"Artifacts ({made.provider}) are in {made.directory}.")
     with step("Step 2 of 2: cargo build"):
-        default = cargo.package(project)["features"].get("default", [])
-        features = cargo.prebuilt_features(default, target.windows)
+        package = cargo.package(project)
+        features = cargo.prebuilt_features(package["features"].get("default", []), target.windows)
         say(f"Features: {' '.join(features)}")
         say("Environment: " + " ".join(f"{k}={v}" for k, v in made.environment.items()))
-        return cargo.build(project, made, features, args.target, args.release)
+        binary = cargo.build(project, made, features, args.target, not args.debug)
+    with step("The relocatable program"):
+        result = bundle.assemble(
+            project, binary, made.runtime_lib, package["version"], target.triple, args.portable
+        )
+        report_bundle(result)
+    return result.folder / binary.name
+
+
+def report_bundle(result: bundle.Bundle) -> None:
+    say(
+        f"{result.folder} ({result.folder_mib:.1f} MiB) runs wherever it is moved; "
+        f"{result.archive} ({result.archive_mib:.1f} MiB) is the same, to attach to a release."
+    )
+    if result.copied:
+        say(
+            f"--portable: carries {', '.join(result.copied)}; expects only what the "
+            f"{result.policy} policy lets a program expect from the system."
+        )
+    if result.needs:
+        say("It needs these libraries from the target system:")
+        code(
+            "\n".join(
+                f"{name}  (for {', '.join(users[:3])})" for name, users in result.needs.items()
+            )
+        )
+        if not result.copied:
+            say("`python3 tools/hooks build --portable` carries them too.")
+    else:
+        say("It needs nothing from the target system beyond the C library.")
 
 
 def run_migrate(args: argparse.Namespace) -> int:

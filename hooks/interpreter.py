@@ -39,6 +39,9 @@ print(json.dumps({
     "base_prefix": base_prefix,
     "libdir": var("LIBDIR"),
     "ldversion": var("LDVERSION"),
+    "instsoname": var("INSTSONAME"),
+    "stdlib": sysconfig.get_path("stdlib"),
+    "dynload": var("DESTSHARED"),
     # pyo3's rule: framework builds and conda's Pythons link their shared library.
     "shared": bool(var("Py_ENABLE_SHARED") or var("PYTHONFRAMEWORK")
                    or os.path.exists(os.path.join(base_prefix, "conda-meta"))),
@@ -84,6 +87,9 @@ class Interpreter:
     windows: bool
     build_flags: list[str] = field(default_factory=list)
     free_threaded: bool = False
+    instsoname: str | None = None  # the shared libpython's file name (its SONAME)
+    stdlib: str | None = None  # the standard library's folder
+    dynload: str | None = None  # the folder of its C extension modules
 
     @property
     def describe(self) -> str:
@@ -120,15 +126,16 @@ class Interpreter:
                 return Path(self.lib_dir) / name
         return None
 
-    def pyo3_config(self) -> str:
-        """The same `key=value` lines pyo3-build-config writes for this interpreter."""
+    def pyo3_config(self, lib_dir: str | None = None) -> str:
+        """The same `key=value` lines pyo3-build-config writes for this
+        interpreter; `lib_dir` links a copy of its libpython instead."""
         lines = {
             "implementation": self.implementation,
             "version": f"{self.version[0]}.{self.version[1]}",
             "shared": str(self.shared or self.windows).lower(),
             "abi3": "false",
             "lib_name": self.lib_name,
-            "lib_dir": self.lib_dir,
+            "lib_dir": lib_dir or self.lib_dir,
             "executable": self.executable,
             "pointer_width": str(self.pointer_width),
             "build_flags": ",".join(self.build_flags),
@@ -237,6 +244,9 @@ def probe(candidate: Candidate) -> Interpreter:
         windows=data["windows"],
         build_flags=data["build_flags"],
         free_threaded=bool(data.get("free_threaded")),
+        instsoname=data.get("instsoname"),
+        stdlib=data.get("stdlib"),
+        dynload=data.get("dynload"),
     )
 
 

@@ -80,12 +80,13 @@ def copy_cli(dest: Path, *data: str, env: dict[str, str] | None = None, trust: b
 
 
 def files(project: Path) -> dict[str, bytes]:
-    """Every file of a project (outside target/) with its content."""
+    """Every file of a project (outside the build output, target/ and dist/)
+    with its content."""
     return {
         str(path.relative_to(project)): path.read_bytes()
         for path in sorted(project.rglob("*"))
         if path.is_file()
-        and "target" not in path.relative_to(project).parts
+        and not {"target", "dist"} & set(path.relative_to(project).parts[:1])
         and "__pycache__" not in path.parts
     }
 
@@ -155,12 +156,14 @@ HOOK_FILES = {
     "tools/hooks/__init__.py",
     "tools/hooks/__main__.py",
     "tools/hooks/artifacts.py",
+    "tools/hooks/bundle.py",
     "tools/hooks/cargo.py",
     "tools/hooks/cli.py",
     "tools/hooks/interpreter.py",
     "tools/hooks/migrate.py",
     "tools/hooks/project.py",
     "tools/hooks/report.py",
+    "tools/hooks/runtime.py",
     "tools/hooks/support.yml",
 }
 COMMON_FILES = {
@@ -324,6 +327,18 @@ def sid_root(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: Path) 
         missing(f"no sid root for CPython {' and '.join(SID_MINORS)}: {error}")
     with sidroot.mounted(root, [tmp_path_factory.getbasetemp(), cargo_target_root]):
         yield root
+
+
+@pytest.fixture(scope="session")
+def minimal_root() -> Path:
+    """A minimal Debian 12 root (no Python, OpenSSL or SQLite), made once."""
+    if os.geteuid() != 0:
+        missing("the minimal Debian root needs the root user (mount, chroot, debootstrap)")
+    try:
+        return sidroot.ensure_root(sidroot.MINIMAL_ROOT, "bookworm", ())
+    except RuntimeError as error:
+        missing(f"no minimal Debian root: {error}")
+        raise
 
 
 def place_of(minor: str, request: pytest.FixtureRequest) -> Place:

@@ -53,6 +53,9 @@ PACKAGES = (
 )
 CARGO_HOME = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
 RUSTUP_HOME = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+# A minimal Debian 12 (this machine's release): what a target system without
+# Python, OpenSSL or SQLite looks like, for the --portable bundle.
+MINIMAL_ROOT = DEFAULT_ROOT.parent / "bookworm-minbase"
 MARKER = ".pyembed-sid-root-complete"  # written last, holds PACKAGES: absent or stale = redo
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs/ca-certificates.crt")
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
@@ -60,28 +63,35 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 _held: dict[Path, tuple[int, int]] = {}  # root -> (lock file descriptor, depth), this process
 
 
-def ensure_root(root: Path = DEFAULT_ROOT) -> Path:
-    """The sid root at `root`, made by debootstrap unless a complete one is there."""
+def ensure_root(
+    root: Path = DEFAULT_ROOT, suite: str = "sid", packages: Sequence[str] = PACKAGES
+) -> Path:
+    """The root of Debian `suite` with `packages` at `root`, made by debootstrap
+    unless a complete one is there. With no packages it is a minimal system:
+    no Python, no OpenSSL, no SQLite (MINIMAL_ROOT)."""
     root = _absolute(root)
     _need_root_user()
     _refuse_inside_git(root)
     with _lock(root), _handling(signal.SIGTERM, handler=_exit):
         marker = root / MARKER
-        if not (marker.is_file() and marker.read_text() == _marker_text()):
-            command = [_debootstrap_path(), "--variant=minbase", f"--include={','.join(PACKAGES)}"]
-            mirror = _reachable_mirror()  # both checked before an old root is deleted
-            _remove(root)  # half-made by an interrupted run, or made with other PACKAGES
-            done = _execute([*command, "sid", str(root), mirror], timeout=None)
+        marker_text = _marker_text(suite, packages)
+        if not (marker.is_file() and marker.read_text() == marker_text):
+            command = [_debootstrap_path(), "--variant=minbase"]
+            if packages:
+                command.append(f"--include={','.join(packages)}")
+            mirror = _reachable_mirror(suite)  # both checked before an old root is deleted
+            _remove(root)  # half-made by an interrupted run, or made with other packages
+            done = _execute([*command, suite, str(root), mirror], timeout=None)
             if done.returncode != 0:
                 log = root / "debootstrap" / "debootstrap.log"
                 raise RuntimeError(
-                    f"debootstrap of sid into {root} failed (exit {done.returncode}): see the"
+                    f"debootstrap of {suite} into {root} failed (exit {done.returncode}): see the"
                     " output below; running again starts afresh.\n"
                     f"{done.stdout[-3000:]}{done.stderr[-3000:]}\n"
                     + (log.read_text(errors="replace")[-3000:] if log.is_file() else "")
                 )
         _copy_host_files(root)  # again each time: the host's DNS or CA bundle may change
-        marker.write_text(_marker_text())  # last: a root without it is made again
+        marker.write_text(marker_text)  # last: a root without it is made again
     return root
 
 
@@ -183,8 +193,8 @@ def pythons(root: Path = DEFAULT_ROOT) -> dict[str, str]:
 # Processes and creating the root.
 
 
-def _marker_text() -> str:
-    return "\n".join(PACKAGES) + "\n"
+def _marker_text(suite: str, packages: Sequence[str]) -> str:
+    return "\n".join([suite, *packages]) + "\n"
 
 
 def _execute(
@@ -209,10 +219,10 @@ def _execute(
     return subprocess.CompletedProcess(list(argv), process.returncode, stdout, stderr)
 
 
-def _reachable_mirror() -> str:
+def _reachable_mirror(suite: str) -> str:
     mirror = _mirror()
     try:
-        urllib.request.urlopen(f"{mirror}/dists/sid/Release", timeout=60).close()  # noqa: S310
+        urllib.request.urlopen(f"{mirror}/dists/{suite}/Release", timeout=60).close()  # noqa: S310
     except (urllib.error.URLError, OSError) as error:
         raise RuntimeError(
             f"Debian mirror {mirror} unreachable ({error}): fix the network or set"

@@ -18,6 +18,7 @@ import pytest
 
 from hooks import interpreter
 
+from . import relocation
 from .conftest import (
     Place,
     built,
@@ -153,7 +154,7 @@ def test_run_code_answer_runs_exactly_that_code_with_the_programs_arguments(
     assert ran.stdout == "args: ['one', 'two words'] quote\"s tab\there\n"
 
 
-def test_run_build_makes_a_prebuilt_artifacts_binary_offline_and_reruns_without_copier(
+def test_run_build_makes_a_relocatable_program_offline_and_reruns_without_copier(
     tmp_path: Path, cargo_target_root: Path
 ) -> None:
     project = tmp_path / "built"
@@ -163,17 +164,29 @@ def test_run_build_makes_a_prebuilt_artifacts_binary_offline_and_reruns_without_
     assert result.returncode == 0, result.stderr
     out = flat(result.stdout)
     assert "Step 1 of 2" in out
+    assert "PyOxidizer failed, so local artifacts are used instead." in out  # offline
     assert "Features: build-mode-prebuilt-artifacts" in out
     assert f"PYO3_CONFIG_FILE={project / 'target' / 'out' / 'pyo3-build-config-file.txt'}" in out
-    assert f"Built {target_dir / 'debug' / 'built'}" in out
+    folder = project / "dist" / "built"
+    assert f"Built {folder / 'built'}" in out
     assert (project / "target" / "out" / "default_python_config.rs").is_file()
-    binary = target_dir / "debug" / "built"
-    code = "import json, sqlite3; print('ok')"
-    assert run(binary, "-c", code, cwd=tmp_path / "elsewhere").stdout == "ok\n"
     assert "run_build" not in (project / ".copier-answers.yml").read_text()
 
+    # Moved elsewhere, with the Python it was built from hidden.
+    python = linked_python()
+    program = relocation.moved(folder, tmp_path / "elsewhere" / "built")
+    for name, (args, stdin, expected) in relocation.CHECKS.items():
+        ran = relocation.run_hidden(program, args, Path(python.base_prefix), tmp_path / "e", stdin)
+        assert ran.returncode == 0, f"{name}: {ran.stderr}"
+        assert expected is None or ran.stdout == expected, name
+    where = relocation.run_hidden(
+        program, ["-c", "import sys; print(sys.prefix)"], Path(python.base_prefix), tmp_path / "e"
+    )
+    assert where.stdout.strip() == str(program.parent)
+    assert relocation.absolute_paths(folder) == {}
+
     # The same build again, from inside the project, without Copier.
-    binary.unlink()
+    (folder / "built").unlink()
     again = subprocess.run(
         [sys.executable, "tools/hooks", "build"],
         cwd=project,
@@ -184,11 +197,11 @@ def test_run_build_makes_a_prebuilt_artifacts_binary_offline_and_reruns_without_
         check=False,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"Built {binary}" in flat(again.stdout)
-    # The artifacts did not change, so nothing but the program is rebuilt.
-    assert "Compiling pyo3" not in again.stderr
-    assert "Compiling pyembed" not in again.stderr
-    assert run(binary, "-c", code, cwd=Path("/")).stdout == "ok\n"
+    assert f"Built {folder / 'built'}" in flat(again.stdout)
+    # The artifacts did not change, so nothing is recompiled.
+    assert "Compiling" not in again.stderr
+    code = "import json, sqlite3; print('ok')"
+    assert run(folder / "built", "-c", code, cwd=Path("/")).stdout == "ok\n"
 
 
 @pytest.mark.parametrize("minor", ["3.8", "3.9", "3.10", "3.11"])

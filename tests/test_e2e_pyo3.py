@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from . import relocation, sidroot
 from .conftest import SID_MINORS, Place, copy_cli, flat, place_of, render
 from .parity import CASES, OWNS, PYMALLOC_STATS, PYTHON_USES_IT, RUN_PROBE, run_side_by_side
 
@@ -270,8 +272,8 @@ def test_cargo_test_runs_python_code_that_calls_the_rust_module_and_the_program_
 # ---- The two-step build ----
 
 
-@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
-def test_run_build_links_the_checked_python_and_a_second_build_recompiles_nothing(
+@pytest.mark.parametrize("place", minors("3.12", "3.13"), indirect=True)
+def test_run_build_makes_a_program_that_runs_moved_elsewhere_without_its_python(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
     project = tmp_path / "built"
@@ -286,26 +288,91 @@ def test_run_build_links_the_checked_python_and_a_second_build_recompiles_nothin
     assert "Features: build-mode-prebuilt-artifacts" in out
     assert f"Environment: PYO3_CONFIG_FILE={config}" in out
     assert f"executable={place.python}" in config.read_text()
-    binary = target_dir / "debug" / "built"
-    assert f"Built {binary}" in out
-    ran = place.run([str(binary), "-c", IMPORTS], cwd=tmp_path / "elsewhere")
-    assert ran.stdout.startswith(place.minor + "."), ran.stderr
+    folder = project / "dist" / "built"
+    archive = project / "dist" / "built-0.1.0-x86_64-unknown-linux-gnu.tar.gz"
+    assert f"Built {folder / 'built'}" in out
+    assert f"{archive} (" in out
+    with tarfile.open(archive) as tar:
+        assert {name.split("/")[0] for name in tar.getnames()} == {"built"}
+    assert "It needs these libraries from the target system:" in out
+    assert "libssl.so.3" in out
 
-    # Again, from inside the project, without Copier: nothing to recompile.
-    started = time.monotonic()
-    again = subprocess.run(
-        [sys.executable, "tools/hooks", "build"],
-        cwd=project,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    program = relocation.moved(folder, tmp_path / "elsewhere" / "built")
+    prefix = Path(place.run([place.python, "-c", "import sys; print(sys.base_prefix)"],
+                            cwd=tmp_path).stdout.strip())  # fmt: skip
+    for name, (args, stdin, expected) in relocation.CHECKS.items():
+        ran = relocation.run_hidden(program, args, prefix, tmp_path / "empty", stdin)
+        assert ran.returncode == 0, f"{name}: {ran.stderr}"
+        assert expected is None or ran.stdout == expected, name
+    where = relocation.run_hidden(
+        program, ["-c", "import sys; print(sys.prefix)"], prefix, tmp_path / "empty"
     )
+    assert where.stdout.strip() == str(program.parent)
+    assert relocation.absolute_paths(folder) == {}
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_a_second_build_with_nothing_changed_recompiles_nothing_in_under_5_seconds(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    project = render(tmp_path / "built", {"project_name": "built"})
+    env = {
+        **os.environ,
+        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
+        "PYO3_PYTHON": place.python,
+    }
+    hooks = [sys.executable, "tools/hooks", "build"]
+    first = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
+                           timeout=1800, check=False)  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr
+    started = time.monotonic()
+    again = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
+                           timeout=600, check=False)  # fmt: skip
     took = time.monotonic() - started
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Compiling" not in again.stderr, again.stderr
     assert took < 5, f"the second build took {took:.1f} s"
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_portable_carries_the_system_libraries_and_runs_in_a_minimal_debian_root(
+    place: Place, builds: Builds, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    root = request.getfixturevalue("minimal_root")
+    project = render(tmp_path / "built", {"project_name": "built"})
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    env = {
+        **os.environ,
+        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
+        "PYO3_PYTHON": place.python,
+    }
+    built = subprocess.run(
+        [sys.executable, "tools/hooks", "build", "--portable", "--requirements",
+         "requirements.txt"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    out = flat(built.stdout)
+    assert "--portable: carries" in out
+    assert "libssl.so.3" in out
+    assert "It needs nothing from the target system beyond the C library." in out
+    folder = project / "dist" / "built"
+    assert relocation.absolute_paths(folder) == {}
+
+    # The minimal root has no Python, OpenSSL or SQLite of its own.
+    lib = root / "usr" / "lib" / "x86_64-linux-gnu"
+    assert not list(lib.glob("libssl.so*"))
+    assert not list(lib.glob("libsqlite3.so*"))
+    assert not list((root / "usr" / "bin").glob("python3*"))
+    program = relocation.moved(folder, tmp_path / "bundles" / "built")
+    with sidroot.mounted(root, [program.parent.parent]):
+        for name, (args, stdin, expected) in relocation.CHECKS.items():
+            ran = sidroot.run(root, [str(program), *args], cwd=Path("/"), stdin=stdin)
+            assert ran.returncode == 0, f"{name}: {ran.stderr}"
+            assert expected is None or ran.stdout == expected, name
+        code = "import six, sys; print(six.__file__.startswith(sys.prefix), sys.prefix)"
+        ran = sidroot.run(root, [str(program), "-c", code], cwd=Path("/"))
+    assert ran.stdout == f"True {program.parent}\n", ran.stderr
 
 
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)

@@ -220,7 +220,7 @@ def test_pyoxidizer_failing_is_reported_and_the_build_goes_on_locally(
     out = result.stdout
     assert "PyOxidizer failed, so local artifacts are used instead. It said:" in flat(out)
     assert "\n    error: out of disk space\n" in out
-    assert f"Built {target_dir / 'debug' / 'demo'}" in flat(out)
+    assert f"Built {project / 'dist' / 'demo' / 'demo'}" in flat(out)
 
 
 @pytest.mark.e2e
@@ -236,5 +236,5 @@ def test_pyoxidizer_hanging_is_stopped_at_the_time_limit_and_named(
     assert result.returncode == 0, result.stderr
     assert_same_as_a_plain_render(project)
     assert "did not finish within 2 s and was stopped" in flat(result.stdout)
-    assert f"Built {target_dir / 'debug' / 'demo'}" in flat(result.stdout)
+    assert f"Built {project / 'dist' / 'demo' / 'demo'}" in flat(result.stdout)
     assert time.monotonic() - started < 280

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from plumbum import local
 
-from hooks import artifacts, cargo, cli
+from hooks import artifacts, cargo, cli, runtime
 from hooks.interpreter import Candidate, probe
 from hooks.project import Project
 from hooks.report import HookError, paragraph
@@ -48,6 +48,20 @@ def project(rendered: dict[str, Path], tmp_path: Path) -> Project:
 @pytest.fixture
 def pyo3_project(rendered: dict[str, Path], tmp_path: Path) -> Project:
     return private_copy(rendered["pyo3"], tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def quick_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the steps, not the runtime, which copies and
+    compiles a whole standard library (the end-to-end tests check it): a
+    stand-in makes its lib/ folder only."""
+
+    def make(directory: Path, python) -> runtime.Runtime:
+        lib = directory / "lib"
+        lib.mkdir(parents=True, exist_ok=True)
+        return runtime.Runtime(lib, "python3.x")
+
+    monkeypatch.setattr(runtime, "make", make)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +104,7 @@ def test_pyoxidizer_gets_the_seeds_arguments_and_simulated_cargo_environment(
     out = capsys.readouterr().out
     assert "PyOxidizer failed, so local artifacts are used instead. It said:" in flat(out)
     assert "\n    error: could not download the Python distribution\n" in out
-    assert "not a relocatable, self-contained build" in flat(out)
+    assert "Using local artifacts: the runtime of" in flat(out)
 
 
 def test_real_pyoxidizer_offline_fails_in_one_line_and_the_build_falls_back(
@@ -154,7 +168,7 @@ def test_local_artifacts_reuse_the_projects_interpreter_configuration(
     made = artifacts.write_local(project, python)
     config_rs = (made.directory / "default_python_config.rs").read_text()
     assert f'include!("{project.root / "src" / "python_config.rs"}");' in config_rs
-    assert made.pyo3_config.read_text() == python.pyo3_config()
+    assert made.pyo3_config.read_text() == python.pyo3_config(lib_dir=str(made.runtime_lib))
 
 
 def test_stale_artifacts_are_removed_before_a_new_step(project: Project, python) -> None:
@@ -173,14 +187,17 @@ def test_no_usable_python_and_no_pyoxidizer_is_a_clear_error(
         artifacts.produce(project, None, TRIPLE, "debug")
 
 
-def test_pyo3_artifacts_are_the_checked_pythons_pyo3_configuration_and_nothing_else(
+def test_pyo3_artifacts_are_the_checked_pythons_runtime_and_its_pyo3_configuration(
     pyo3_project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, "")))
     made = artifacts.produce(pyo3_project, python, TRIPLE, "debug")
     assert not (tmp_path / "record.json").exists()  # PyOxidizer is pyembed's
-    assert sorted(p.name for p in made.directory.iterdir()) == [artifacts.PYO3_CONFIG]
-    assert made.pyo3_config.read_text() == python.pyo3_config()
+    assert sorted(p.name for p in made.directory.iterdir()) == [
+        artifacts.PYO3_CONFIG,
+        artifacts.RUNTIME,
+    ]
+    assert made.pyo3_config.read_text() == python.pyo3_config(lib_dir=str(made.runtime_lib))
     assert made.environment == {"PYO3_CONFIG_FILE": str(made.pyo3_config)}
 
 

@@ -1,0 +1,143 @@
+"""The result of the two-step build: a folder that runs wherever it is moved,
+and its archive.
+
+    dist/NAME/NAME                          the program (RUNPATH $ORIGIN/lib)
+    dist/NAME/lib/                          libpython, the standard library
+    dist/NAME-VERSION-TARGET.tar.gz         the folder, for a release
+
+Files are copied, and the archive written, only when something changed, so a
+second build with nothing changed is quick. `--portable` also copies the
+shared libraries the program needs from the system (OpenSSL, SQLite, libffi,
+...) but those a manylinux policy lets a program expect everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import runtime
+from .project import Project
+from .report import HookError
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    archive: Path
+    needs: dict[str, list[str]]  # library -> the bundled files that need it
+    copied: list[str] = field(default_factory=list)  # with --portable
+    policy: str = ""  # the manylinux policy --portable followed
+
+    @property
+    def folder_mib(self) -> float:
+        files = [p for p in self.folder.rglob("*") if p.is_file() and not p.is_symlink()]
+        return sum(p.stat().st_size for p in files) / MIB
+
+    @property
+    def archive_mib(self) -> float:
+        return self.archive.stat().st_size / MIB
+
+
+def assemble(
+    project: Project,
+    binary: Path,
+    lib: Path | None,
+    version: str,
+    target: str,
+    portable: bool = False,
+) -> Bundle:
+    """dist/NAME/ and its archive from the built program and the runtime's lib/."""
+    dist = project.root / "dist"
+    folder = dist / project.name
+    archive = dist / f"{project.name}-{version}-{target}.tar.gz"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        copy_if_changed(binary, folder / binary.name)
+        if lib is not None:
+            sync(lib, folder / "lib")
+        bundle = Bundle(folder, archive, {})
+        allowed = runtime.GLIBC
+        if portable:
+            bundle.policy, allowed = runtime.manylinux_allowed()
+            bundle.copied = runtime.copy_system_libraries(folder, folder / "lib", allowed)
+        record = project.artifact_dir / "bundle.json"
+        current = manifest(folder)
+        last = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+        if archive.is_file() and last.get("manifest") == current:
+            bundle.needs = last["needs"]  # nothing changed: neither the files nor their needs
+        else:
+            bundle.needs = runtime.system_libraries(folder, allowed)
+            write_archive(folder, archive)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"manifest": current, "needs": bundle.needs}))
+    except OSError as error:
+        raise HookError(
+            f"Cannot write the bundle in {dist} ({error.strerror or error}).",
+            "Make the project's dist folder writable (or remove it), then run the build again.",
+        ) from error
+    return bundle
+
+
+def copy_if_changed(source: Path, destination: Path) -> None:
+    """copy2 (time stamps kept), unless the destination has the same size and
+    modification time already."""
+    if destination.is_file() and not destination.is_symlink():
+        mine, theirs = source.stat(), destination.stat()
+        if (mine.st_size, mine.st_mtime_ns) == (theirs.st_size, theirs.st_mtime_ns):
+            return
+    if destination.is_symlink() or destination.exists():
+        destination.unlink()
+    shutil.copy2(source, destination)
+
+
+def sync(source: Path, destination: Path) -> None:
+    """Make `destination` a copy of `source` (symbolic links as links), copying
+    only what changed and removing what `source` no longer has. Libraries that
+    --portable copied stay until the next sync removes them (a build without
+    --portable)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        wanted.add(relative)
+        target = destination / relative
+        if path.is_symlink():
+            if not (target.is_symlink() and target.readlink() == path.readlink()):
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                target.symlink_to(path.readlink())
+        elif path.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            copy_if_changed(path, target)
+    for path in sorted(destination.rglob("*"), reverse=True):
+        if path.relative_to(destination) in wanted:
+            continue
+        if not path.is_dir() or path.is_symlink():
+            path.unlink()
+        elif not any(path.iterdir()):
+            path.rmdir()
+
+
+def manifest(folder: Path) -> dict[str, list[int]]:
+    """Every file of the folder with its size and modification time."""
+    return {
+        str(path.relative_to(folder)): [path.lstat().st_size, path.lstat().st_mtime_ns]
+        for path in sorted(folder.rglob("*"))
+        if not path.is_dir() or path.is_symlink()
+    }
+
+
+def write_archive(folder: Path, archive: Path) -> None:
+    """NAME-VERSION-TARGET.tar.gz holding NAME/ (written beside, then moved
+    into place, so an interrupted build leaves no half archive)."""
+    partial = archive.with_name(archive.name + ".partial")
+    with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+        tar.add(folder, arcname=folder.name)
+    partial.replace(archive)

