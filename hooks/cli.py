@@ -74,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
         "Copier's task: the check, and the build when asked; never fails the copy.",
     )
     after_copy.add_argument("--build", action=argparse.BooleanOptionalAction, default=False)
+    add(
+        "check-answers",
+        run_check_answers,
+        "Check that .copier-answers.yml agrees with the project (a pre-commit hook).",
+    )
     migrate_command = add(
         "migrate",
         run_migrate,
@@ -153,6 +158,41 @@ def check(project: Project, python_path: str | None, pointer_width: int | None) 
             + f" {support.name} supports CPython {support.python_range}: good."
         )
     return python
+
+
+def run_check_answers(args: argparse.Namespace) -> int:
+    """The answers file is Copier's: the project was rendered from it. A
+    hand-edited answer leaves the two disagreeing, and the next `copier update`
+    would re-render the project from an answer nobody applied."""
+    project = Project.at(args.project)
+    fix = (
+        "Restore .copier-answers.yml from version control, and change an answer with "
+        "`copier update --trust --data NAME=VALUE` instead."
+    )
+    missing = [
+        key for key in ("_commit", "_src_path", "project_name") if key not in project.answers
+    ]
+    if missing:
+        raise HookError(f".copier-answers.yml lacks {', '.join(missing)}.", fix)
+    package = cargo.package(project)
+    if package["name"] != project.answers["project_name"]:
+        raise HookError(
+            f".copier-answers.yml says project_name={project.answers['project_name']}, but "
+            f"Cargo.toml's package is {package['name']}.",
+            fix,
+        )
+    project.support  # noqa: B018 (raises for an engine or pyembed_version it does not know)
+    expected = project.default_features()
+    actual = package["features"].get("default", [])
+    if sorted(expected) != sorted(actual):
+        raise HookError(
+            f".copier-answers.yml's build_mode and allocators give the default features "
+            f"{expected}, but Cargo.toml has {actual}.",
+            fix + " (Or, if you changed Cargo.toml on purpose, run `copier update --trust "
+            "--data NAME=VALUE` with the answers that match it.)",
+        )
+    say(".copier-answers.yml agrees with the project.")
+    return 0
 
 
 def run_build(args: argparse.Namespace) -> int:

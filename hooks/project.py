@@ -126,6 +126,16 @@ class Project:
             )
         return versions[version]
 
+    def default_features(self) -> list[str]:
+        """Cargo's default features as the answers make them (copier.yml's
+        default_features)."""
+        features = [f"build-mode-{self.answers.get('build_mode', 'standalone')}"]
+        if self.answers.get("global_allocator", "system") != "system":
+            features.append(f"global-allocator-{self.answers['global_allocator']}")
+        if self.answers.get("python_allocator", "default") != "default":
+            features.append(f"allocator-{self.answers['python_allocator']}")
+        return features
+
     @property
     def artifact_dir(self) -> Path:
         return self.root / "target" / "out"

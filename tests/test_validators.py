@@ -424,6 +424,7 @@ def test_an_interactive_copy_refuses_windows_with_jemalloc_and_accepts_console(t
     time.sleep(0.5)
     child.send(down + "\r")
     answer("What the program runs", "\r")
+    answer("Continuous integration", "\r")  # github
     answer("Build now?", "\r")  # no
     child.expect(pexpect.EOF, timeout=120)
     child.close()
