@@ -41,6 +41,18 @@ def settings(text: str) -> str:
     return ""
 
 
+def without_repeated_comments(moved: str, existing: str) -> str:
+    """The moved settings without the comment lines config.toml already has
+    (the boilerplate blocks both files were generated with), blank lines
+    collapsed."""
+    have = {line.strip() for line in existing.splitlines() if line.strip().startswith("#")}
+    kept = [line for line in moved.splitlines() if line.strip() not in have]
+    text = "\n".join(kept)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip("\n") + "\n" if text.strip() else ""
+
+
 def save_cargo_config(project: Path) -> bool:
     """Before an update: keep the settings of .cargo/config in STASH, since
     Copier may delete the file itself. True when something was saved."""
@@ -60,9 +72,9 @@ def cargo_config(project: Path) -> bool:
     for source in (stash, old):
         if not source.is_file():
             continue
-        moved = settings(source.read_text(encoding="utf-8"))
+        existing = new.read_text(encoding="utf-8") if new.is_file() else ""
+        moved = without_repeated_comments(settings(source.read_text(encoding="utf-8")), existing)
         if moved:
-            existing = new.read_text(encoding="utf-8") if new.is_file() else ""
             if moved.strip() not in existing:
                 separator = "" if not existing or existing.endswith("\n") else "\n"
                 new.write_text(existing + separator + MOVED_HEADER + moved, encoding="utf-8")

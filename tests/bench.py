@@ -19,6 +19,8 @@ both alike:
 4. Start-up: `NAME -I -S -c pass` and `NAME -c pass` vs the same arguments to
    the python the program links: wall time and peak memory.
 5. Binary size, debug and release.
+6. The relocatable program of `python3 tools/hooks build`: its archive's size,
+   and its start-up `-c pass` against `python3 -c pass`.
 
 It prints a Markdown table (ratios are ours / theirs, so lower is better, with
 PASS or MISS against the issue's targets), the machine, and a profile of where
@@ -61,6 +63,7 @@ BASELINE = "PyOxidizer's project"
 COLD_BUILD_RATIO = 0.5
 STARTUP_RATIO = 1.02
 GENERATE_RATIO = 1.25
+BUNDLED_STARTUP_RATIO = 1.0
 # The smallest Copier template with a task: what copier copy costs anyway.
 TRIVIAL_TEMPLATE = {
     "copier.yml": (
@@ -526,6 +529,28 @@ class Bench:
         self.rows += self.startup_rows("debug", ["-c", "pass"])
         self.profile["startup_modules"] = self.startup_modules()
 
+    # -- 6. The relocatable program --
+
+    def bundle(self) -> None:
+        step("The relocatable program: python3 tools/hooks build, then start-up")
+        run = run_measured(
+            [sys.executable, "tools/hooks", "build"], cwd=self.ours_project, env=self.env
+        )
+        if run.code != 0:
+            failure = run.first_error()
+            self.rows.append(Row("Relocatable program, archive size", "MiB", "—", None,
+                                 failure=failure))  # fmt: skip
+            return
+        dist = self.ours_project / "dist"
+        (archive,) = dist.glob(f"{NAME}-*.tar.gz")
+        self.rows.append(
+            Row("Relocatable program, archive size (tar.gz)", "MiB", "—",
+                Stats.of([archive.stat().st_size / MIB]), None)
+        )  # fmt: skip
+        self.binaries["bundled"] = dist / NAME / NAME
+        wall, memory = self.startup_rows("bundled", ["-c", "pass"])
+        self.rows += [check_ratio(wall, BUNDLED_STARTUP_RATIO), memory]
+
     def startup_rows(self, profile: str, args: list[str]) -> tuple[Row, Row]:
         """Wall time and peak memory of `NAME ARGS` against `python ARGS` of
         the very interpreter NAME links."""
@@ -698,6 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.generate()
         bench.builds()
         bench.startup()
+        bench.bundle()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import commit_all, copier_cli, copy_cli, flat, git
+from .conftest import ROOT, commit_all, copier_cli, copy_cli, flat, git
 
 # The tests render the working tree on purpose, uncommitted changes included.
 pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning")
@@ -58,3 +58,20 @@ def test_the_message_after_an_update_says_updated_not_ready(
     assert f'Project "app" (pyo3 engine) is updated in {dest}.' in message
     assert "is ready in" not in message
     assert "git diff" in message
+
+
+def test_the_message_after_adopting_a_folder_names_it_not_dot(tmp_path: Path) -> None:
+    """`copier copy ... .` over an existing project, as the README's adoption
+    steps do: the message names the folder, never "."."""
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "mine.txt").write_text("kept\n")
+    result = copier_cli(
+        "copy", "--trust", "--defaults", "--overwrite", "--vcs-ref=HEAD", "--skip-tasks",
+        "--data", "project_name=app", str(ROOT), ".", cwd=project,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"is ready in {project}." in flat(result.stderr)
+    assert "ready in ." not in flat(result.stderr)
+    assert cd_line(result.stderr) == f"cd '{project}'"
+    assert (project / "mine.txt").read_text() == "kept\n"

@@ -167,6 +167,8 @@ def assert_only_the_settings_moved(project: Path, template: Path, ref: str, tmp:
     assert 'USER_SETTING = "kept"' in config
     assert not (project / ".cargo" / "config").exists()
     assert not (project / ".cargo" / "config.settings-to-move.toml").exists()
+    # The boilerplate comment blocks both files were generated with, once.
+    assert config.count("#[target.i686-pc-windows-msvc]") == 1
 
 
 @pytest.mark.parametrize("tasks", [True, False], ids=["with-tasks", "skip-tasks"])
