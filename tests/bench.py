@@ -219,11 +219,13 @@ def markdown_table(rows: Sequence[Row]) -> str:
     for row in rows:
         failed = f"**fails**: {row.failure}"
         # Only one side has a failure to show; the other shows its figure or "—".
-        ours = cell(row.ours, row.unit) if row.ours else failed
-        theirs = cell(row.theirs, row.unit) if row.theirs or not row.ours else failed
+        ours = failed if row.failure and not row.ours else cell(row.ours, row.unit)
+        theirs_failed = row.failure and row.ours and not row.theirs
+        theirs = failed if theirs_failed else cell(row.theirs, row.unit)
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else "—"
         result = "—" if row.met is None else "PASS" if row.met else f"**MISS**, {row.miss}"
-        baseline = f"{row.baseline}: {theirs}"
+        # A figure with no baseline (a size) shows none.
+        baseline = f"{row.baseline}: {theirs}" if row.theirs or theirs_failed else row.baseline
         lines.append(
             f"| {row.measure} | {ours} | {baseline} | {ratio} | {row.target or '—'} | {result} |"
         )
@@ -544,7 +546,7 @@ class Bench:
         dist = self.ours_project / "dist"
         (archive,) = dist.glob(f"{NAME}-*.tar.gz")
         self.rows.append(
-            Row("Relocatable program, archive size (tar.gz)", "MiB", "—",
+            Row("Relocatable program, archive size (tar.gz)", "MiB", "— (no baseline)",
                 Stats.of([archive.stat().st_size / MIB]), None)
         )  # fmt: skip
         self.binaries["bundled"] = dist / NAME / NAME

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from . import sidroot
 from .conftest import require
 
 # Each is run by the moved program; together they cover the standard library,
@@ -76,3 +77,22 @@ def absolute_paths(folder: Path) -> dict[str, list[str]]:
                 if any(part.startswith("/") for part in value.split(":")):
                     found.setdefault(str(path.relative_to(folder)), []).append(line.strip())
     return found
+
+
+def check_in_minimal_root(root: Path, folder: Path, elsewhere: Path) -> None:
+    """The bundle `folder`, moved into `elsewhere`, run inside the minimal Debian
+    `root`, which has no Python, OpenSSL or SQLite of its own: every CHECKS case
+    passes, and `six` (installed with --requirements) imports from the bundle."""
+    lib = root / "usr" / "lib" / "x86_64-linux-gnu"
+    assert not list(lib.glob("libssl.so*"))
+    assert not list(lib.glob("libsqlite3.so*"))
+    assert not list((root / "usr" / "bin").glob("python3*"))
+    program = moved(folder, elsewhere / folder.name)
+    with sidroot.mounted(root, [program.parent.parent]):
+        for name, (args, stdin, expected) in CHECKS.items():
+            ran = sidroot.run(root, [str(program), *args], cwd=Path("/"), stdin=stdin)
+            assert ran.returncode == 0, f"{name}: {ran.stderr}"
+            assert expected is None or ran.stdout == expected, name
+        code = "import six, sys; print(six.__file__.startswith(sys.prefix), sys.prefix)"
+        ran = sidroot.run(root, [str(program), "-c", code], cwd=Path("/"))
+    assert ran.stdout == f"True {program.parent}\n", ran.stderr
