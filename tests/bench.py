@@ -684,7 +684,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=10, help="generate and incremental runs")
     parser.add_argument("--cold-runs", type=int, default=5, help="cold builds of each project")
-    parser.add_argument("--startup-runs", type=int, default=50, help="start-up runs")
+    parser.add_argument("--startup-runs", type=int, default=300, help="start-up runs")
     parser.add_argument("--python", help="the Python to link (default: PyO3's choice)")
     parser.add_argument("--keep", type=Path, help="work in this new folder and keep it")
     args = parser.parse_args(argv)
