@@ -4,12 +4,15 @@ environment, and read its ELF files' dynamic sections."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import sidroot
-from .conftest import require
+from .conftest import flat, require
 
 # Each is run by the moved program; together they cover the standard library,
 # C extension modules, a module run with -m, and child processes.
@@ -96,3 +99,26 @@ def check_in_minimal_root(root: Path, folder: Path, elsewhere: Path) -> None:
         code = "import six, sys; print(six.__file__.startswith(sys.prefix), sys.prefix)"
         ran = sidroot.run(root, [str(program), "-c", code], cwd=Path("/"))
     assert ran.stdout == f"True {program.parent}\n", ran.stderr
+
+
+def build_portable(project: Path, env: Mapping[str, str]) -> Path:
+    """`python3 tools/hooks build --portable --requirements requirements.txt`
+    (with `six` in it) run in `project` with `env` added; the report names the
+    system libraries it carries and nothing left to need beyond the C library,
+    and no ELF file of the bundle names an absolute path. Returns the bundle
+    folder."""
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    built = subprocess.run(
+        [sys.executable, "tools/hooks", "build", "--portable", "--requirements",
+         "requirements.txt"],
+        cwd=project, env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=1800, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    out = flat(built.stdout)
+    assert "--portable: carries" in out
+    assert "libssl.so.3" in out
+    assert "It needs nothing from the target system beyond the C library." in out
+    folder = project / "dist" / project.name
+    assert absolute_paths(folder) == {}
+    return folder

@@ -209,22 +209,9 @@ def test_portable_carries_the_system_libraries_and_runs_in_a_minimal_debian_root
 ) -> None:
     root = request.getfixturevalue("minimal_root")
     project = render(tmp_path / "built", {"engine": "pyembed", "project_name": "built"})
-    (project / "requirements.txt").write_text("six==1.16.0\n")
-    built = subprocess.run(
-        [sys.executable, "tools/hooks", "build", "--portable", "--requirements",
-         "requirements.txt"],
-        cwd=project,
-        env={**os.environ, "CARGO_TARGET_DIR": str(cargo_target_root / "default")},
-        capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stdout + built.stderr
-    out = flat(built.stdout)
-    assert "--portable: carries" in out
-    assert "libssl.so.3" in out
-    assert "It needs nothing from the target system beyond the C library." in out
-    folder = project / "dist" / "built"
-    assert relocation.absolute_paths(folder) == {}
-
+    folder = relocation.build_portable(
+        project, {"CARGO_TARGET_DIR": str(cargo_target_root / "default")}
+    )
     relocation.check_in_minimal_root(root, folder, tmp_path / "bundles")
 
 
