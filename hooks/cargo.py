@@ -18,7 +18,7 @@ from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
 from .artifacts import Artifacts
 from .project import Project
-from .report import HookError, note
+from .report import HookError, last_line, note
 
 TOOL_TIMEOUT = 120.0
 # What cargo says when it cannot reach a registry.
@@ -56,10 +56,9 @@ def _run(args: list[str], cwd: Path | None = None) -> str:
             "Check the Rust installation.",
         ) from error
     if code != 0:
-        detail = (err or out).strip().splitlines()
+        said = last_line(out, err)
         raise HookError(
-            f"`{' '.join(args)}` failed (exit status {code})"
-            + (f": {detail[-1]}" if detail else "."),
+            f"`{' '.join(args)}` failed (exit status {code})" + (f": {said}" if said else "."),
             "Check the Rust installation (`rustup show`), then run the command again.",
         )
     return out

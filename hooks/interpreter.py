@@ -22,7 +22,7 @@ from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
 from .project import Support, Version, dotted, newest, support_table
-from .report import HookError
+from .report import HookError, last_line
 
 PROBE_TIMEOUT = 30.0
 
@@ -227,8 +227,8 @@ def probe(candidate: Candidate) -> Interpreter:
         raise HookError(f"{who} cannot be run ({error.strerror or error}).", fix) from error
     data = _last_json_line(out) if code == 0 else None
     if data is None:
-        said = (err or out).strip().splitlines()
-        detail = f": {said[-1][:200]}" if said else f" (exit status {code})"
+        said = last_line(out, err)
+        detail = f": {said}" if said else f" (exit status {code})"
         raise HookError(f"{who} did not run as Python{detail}.", fix)
     return Interpreter(
         candidate=candidate,

@@ -24,6 +24,14 @@ class HookError(Exception):
         self.fix = fix
 
 
+def last_line(out: str, err: str, limit: int = 300) -> str:
+    """What a failed command said last (its stderr, else its stdout), cut to
+    `limit` characters: the line that usually names the cause. Empty when it
+    printed nothing."""
+    said = (err or out).strip().splitlines()
+    return said[-1].strip()[:limit] if said else ""
+
+
 def paragraph(text: str, prefix: str = "") -> str:
     return textwrap.fill(
         " ".join(text.split()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,7 @@ from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
 
 from .interpreter import Interpreter
-from .report import HookError
+from .report import HookError, last_line
 
 # Left out of the bundled standard library: what an application does not use
 # at run time (the test suite, IDLE, turtledemo, ensurepip's wheels, lib2to3,
@@ -177,10 +178,9 @@ def install_requirements(directory: Path, made: Runtime, python: Interpreter, fi
     ]  # fmt: skip
     code, out, err = pip.run(retcode=None, timeout=1800)
     if code != 0:
-        said = (err or out).strip().splitlines()
+        said = last_line(out, err)
         raise HookError(
-            f"pip could not install {file} with {python.describe}"
-            + (f": {said[-1][:300]}" if said else "."),
+            f"pip could not install {file} with {python.describe}" + (f": {said}" if said else "."),
             "Fix the requirements (or install pip for that Python: python3 -m ensurepip), "
             "then run the build again.",
         )
@@ -209,10 +209,13 @@ def compile_sourceless(python: Interpreter, stdlib: Path) -> None:
     ]  # fmt: skip
     code, out, err = command.run(retcode=None, timeout=1800)
     if code != 0:
-        said = (err or out).strip().splitlines()
+        # compileall names each file it cannot compile on a line of its own.
+        failed = re.search(r"^\*\*\* Error compiling '(.+)'", out, re.MULTILINE)
+        said = last_line(out, err)
         raise HookError(
             f"Compiling the standard library with {python.describe} failed"
-            + (f": {said[-1][:200]}" if said else "."),
+            + (f" at {failed.group(1)}" if failed else "")
+            + (f": {said}" if said else "."),
             "Check that the interpreter works, then run the build again.",
         )
     for source in stdlib.rglob("*.py"):
