@@ -28,13 +28,12 @@ from plumbum.commands.processes import CommandNotFound
 
 from . import runtime
 from .interpreter import Interpreter
-from .project import Project
+from .project import PYOXIDIZER_TIMEOUT, Project
 from .report import HookError, code, note, say
 
 CONFIG_RS = "default_python_config.rs"
 PYO3_CONFIG = "pyo3-build-config-file.txt"
 RUNTIME = "runtime"
-PYOXIDIZER_TIMEOUT = 900.0
 
 
 class PyOxidizerFailed(HookError):

@@ -10,7 +10,7 @@ rules so the check talks about the interpreter cargo will really link.
 
 from __future__ import annotations
 
-import json
+import ast
 import os
 import re
 import sys
@@ -27,13 +27,18 @@ from .report import HookError, last_line
 PROBE_TIMEOUT = 30.0
 
 # Runs on the candidate interpreter; kept valid for Python 2 so that an old
-# interpreter is reported as too old rather than as broken.
+# interpreter is reported as too old rather than as broken. It prints a dict's
+# repr, read back with ast.literal_eval: importing json and platform (and with
+# them re) would double the time this Python takes to answer.
 PROBE = r"""
-import json, os, platform, struct, sys, sysconfig
+import os, struct, sys, sysconfig
 var = sysconfig.get_config_var
 base_prefix = getattr(sys, "base_prefix", sys.prefix)
-print(json.dumps({
-    "implementation": platform.python_implementation(),
+impl = getattr(sys, "implementation", None)
+print(repr({
+    # The names platform.python_implementation() gives.
+    "implementation": {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalVM"}.get(
+        impl.name, impl.name) if impl else sys.subversion[0],
     "version": list(sys.version_info[:3]),
     "executable": sys.executable,
     "base_prefix": base_prefix,
@@ -47,7 +52,7 @@ print(json.dumps({
                    or os.path.exists(os.path.join(base_prefix, "conda-meta"))),
     "pointer_width": struct.calcsize("P") * 8,
     "platform": sysconfig.get_platform(),
-    "windows": platform.system() == "Windows",
+    "windows": os.name == "nt",
     "build_flags": [flag for flag in ("Py_DEBUG", "Py_REF_DEBUG", "Py_TRACE_REFS",
                                       "COUNT_ALLOCS") if var(flag) == 1],
     "free_threaded": var("Py_GIL_DISABLED") == 1,
@@ -196,7 +201,7 @@ def _run_probe(path: str) -> tuple[int, str, str] | None:
 
 def _is_python3(probed: tuple[int, str, str]) -> bool:
     code, out, _ = probed
-    data = _last_json_line(out) if code == 0 else None
+    data = _last_dict_line(out) if code == 0 else None
     return bool(data) and data["version"][0] == 3
 
 
@@ -225,7 +230,7 @@ def probe(candidate: Candidate) -> Interpreter:
         raise HookError(f"{who} did not answer within {PROBE_TIMEOUT:.0f} s.", fix) from error
     except OSError as error:
         raise HookError(f"{who} cannot be run ({error.strerror or error}).", fix) from error
-    data = _last_json_line(out) if code == 0 else None
+    data = _last_dict_line(out) if code == 0 else None
     if data is None:
         said = last_line(out, err)
         detail = f": {said}" if said else f" (exit status {code})"
@@ -250,11 +255,12 @@ def probe(candidate: Candidate) -> Interpreter:
     )
 
 
-def _last_json_line(text: str) -> dict | None:
+def _last_dict_line(text: str) -> dict | None:
+    """The probe's answer: the last line that is a dict's repr with a version."""
     for line in reversed(text.strip().splitlines()):
         try:
-            data = json.loads(line)
-        except ValueError:
+            data = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             continue
         if isinstance(data, dict) and "version" in data:
             return data
