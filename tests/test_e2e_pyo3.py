@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from . import relocation
-from .conftest import SID_MINORS, Place, copy_cli, flat, place_of, render
+from .conftest import SID_MINORS, Place, cargo, copy_cli, flat, place_of, render
 from .parity import CASES, OWNS, PYMALLOC_STATS, PYTHON_USES_IT, RUN_PROBE, run_side_by_side
 
 pytestmark = pytest.mark.e2e
@@ -236,6 +236,26 @@ def test_each_rust_global_allocator_serves_rust_and_python_still_runs(
     for dev in ([], ["-X", "dev"]):
         heavy = place.run([str(binary), *dev, "-c", HEAVY], cwd=tmp_path)
         assert (heavy.returncode, heavy.stdout) == (0, heavy_result()), heavy.stderr
+
+
+def test_both_jemalloc_features_build_jemalloc_alike_so_one_c_build_serves_both(
+    tmp_path: Path,
+) -> None:
+    # Cargo builds a crate again for every distinct feature set, and jemalloc's
+    # C library takes about two minutes here: switching between the Rust and
+    # the Python allocator feature must not pay that twice.
+    project = render(tmp_path / "app", {"project_name": "app"})
+    features = []
+    for feature in ("global-allocator-jemalloc", "allocator-jemalloc"):
+        tree = cargo(
+            project, tmp_path / "target", "tree", "--locked", "--no-default-features",
+            "--features", f"build-mode-standalone {feature}", "--invert", "tikv-jemalloc-sys",
+            "--depth", "0", "--format", "{p} [{f}]",
+        )  # fmt: skip
+        assert tree.returncode == 0, tree.stderr
+        features.append(tree.stdout)
+    assert features[0].startswith("tikv-jemalloc-sys v")
+    assert features[0] == features[1]
 
 
 # ---- The generated code and its test ----
