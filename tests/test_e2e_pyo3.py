@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,7 +331,7 @@ def test_run_build_makes_a_program_that_runs_moved_elsewhere_without_its_python(
 
 
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
-def test_a_second_build_with_nothing_changed_recompiles_nothing_in_under_5_seconds(
+def test_a_second_build_with_nothing_changed_recompiles_nothing(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
     project = render(tmp_path / "built", {"project_name": "built"})
@@ -345,13 +344,12 @@ def test_a_second_build_with_nothing_changed_recompiles_nothing_in_under_5_secon
     first = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
                            timeout=1800, check=False)  # fmt: skip
     assert first.returncode == 0, first.stdout + first.stderr
-    started = time.monotonic()
     again = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
                            timeout=600, check=False)  # fmt: skip
-    took = time.monotonic() - started
     assert again.returncode == 0, again.stdout + again.stderr
+    # Its time (issue 11: under 5 s) is a row of `nox -s bench`, not a test.
     assert "Compiling" not in again.stderr, again.stderr
-    assert took < 5, f"the second build took {took:.1f} s"
+    assert "Finished `release` profile" in again.stderr, again.stderr
 
 
 @pytest.mark.parametrize("place", minors("3.12", "3.13"), indirect=True)
