@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import pexpect
 import pytest
 import yaml
 
@@ -321,6 +322,19 @@ class Place:
             env={**os.environ, **(env or {})},
             check=False,
         )
+
+    def terminal(self, argv: list[str], cwd: Path, env: dict[str, str]) -> pexpect.spawn:
+        """A command started on a pseudo-terminal of 80x24 (pexpect), as someone
+        types it. Here and in the root alike, its environment is a clean one
+        (HOME, PATH, LANG=C.UTF-8) plus `env`."""
+        cwd.mkdir(parents=True, exist_ok=True)
+        variables: dict[str, str] | None = {
+            "HOME": str(cwd), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **env
+        }  # fmt: skip
+        if self.root is not None:  # chroot's own environment is this process's
+            argv, variables = sidroot.command(self.root, argv, cwd=cwd, env=variables), None
+        return pexpect.spawn(argv[0], argv[1:], cwd=cwd, env=variables, encoding="utf-8",
+                             timeout=60, dimensions=(24, 80))  # fmt: skip
 
 
 @pytest.fixture(scope="session")

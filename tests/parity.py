@@ -11,6 +11,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pexpect
+
 from .conftest import Place
 
 
@@ -162,6 +164,34 @@ def run_side_by_side(place: Place, binary: Path, name: str, cwd: Path) -> tuple[
         same = ADDRESS.sub("0x...", same)  # object addresses (-v) differ between runs
         results.append((ran.returncode, *same.split("\0")))
     return results[0], results[1]
+
+
+# The interactive prompt on a terminal: what it prints before its first
+# prompt, one line of output that cannot be the echo of what was typed (the
+# marker is built at run time), which REPL runs (3.13 and later: PyREPL, over
+# readline before), and the exit status of `raise SystemExit(5)`.
+TERMINAL_CONTROL = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[=>])|\r")
+REPL_PROBE = (
+    'import sys; print("RE" + "SULT", 6 * 7, sys.flags.interactive, sys.argv, '
+    'repr(sys.path[0]), sorted(m for m in sys.modules if "repl" in m or m == "readline"))'
+)
+
+
+def repl_session(place: Place, executable: str, cwd: Path) -> tuple[str, str, int | None]:
+    """(text before the first prompt, the probe's output, exit status) of
+    `executable` started with no arguments on a terminal, in `cwd`."""
+    child = place.terminal([executable], cwd, env={"TERM": "xterm"})
+    try:
+        child.expect_exact(">>> ")
+        banner = TERMINAL_CONTROL.sub("", child.before)
+        child.send(REPL_PROBE + "\r")
+        child.expect(r"RESULT ([^\r\n]*)\r\n")
+        probe = child.match.group(1)
+        child.send("raise SystemExit(5)\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    return banner.replace(executable, "PROGRAM"), probe, child.exitstatus
 
 
 RUN_PROBE = (

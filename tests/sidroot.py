@@ -158,6 +158,14 @@ def run(
     a bind-mounted one), with a clean environment plus `env`. Output is captured
     as text; a non-zero exit is returned, not raised. On timeout the whole process
     group is killed and subprocess.TimeoutExpired raised."""
+    return _execute(command(root, argv, cwd=cwd, env=env), stdin=stdin, timeout=timeout)
+
+
+def command(
+    root: Path, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """The command line that runs `argv` as `run` does, for a caller that starts
+    it itself (on a pseudo-terminal, say)."""
     home = str(Path.home())
     variables = {
         "HOME": home,
@@ -167,7 +175,8 @@ def run(
         "LANG": "C.UTF-8",
         **(env or {}),
     }
-    args = [
+    return [
+        _tool("chroot") or "chroot",
         str(_absolute(root)),
         "/usr/bin/env",
         "-i",
@@ -176,7 +185,6 @@ def run(
         *(f"{name}={value}" for name, value in variables.items()),
         *argv,
     ]
-    return _execute([_tool("chroot") or "chroot", *args], stdin=stdin, timeout=timeout)
 
 
 def pythons(root: Path = DEFAULT_ROOT) -> dict[str, str]:

@@ -31,7 +31,14 @@ from .conftest import (
     require,
     run,
 )
-from .parity import CASES, OWNS, PYMALLOC_STATS, PYTHON_USES_IT, run_side_by_side
+from .parity import (
+    CASES,
+    OWNS,
+    PYMALLOC_STATS,
+    PYTHON_USES_IT,
+    repl_session,
+    run_side_by_side,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -337,6 +344,20 @@ def test_the_program_behaves_like_the_python_it_links(
     place, binary = pyembed_builds(minor, request)
     ours, theirs = run_side_by_side(place, binary, case, tmp_path)
     assert ours == theirs
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.11"])
+def test_the_interactive_prompt_on_a_terminal_behaves_like_pythons(
+    minor: str, pyembed_builds, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    place, binary = pyembed_builds(minor, request)
+    ours = repl_session(place, str(binary), tmp_path / "ours")
+    theirs = repl_session(place, place.python, tmp_path / "theirs")
+    assert ours == theirs
+    banner, probe, status = ours
+    assert banner.startswith(f"Python {minor}.")
+    assert probe == "42 0 [''] '' ['readline']"
+    assert status == 5
 
 
 ARGV_AND_PATH0 = "import json, sys; print(json.dumps([sys.argv, sys.path[0]]))"

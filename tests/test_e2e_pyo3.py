@@ -23,7 +23,15 @@ import pytest
 
 from . import relocation
 from .conftest import SID_MINORS, Place, cargo, copy_cli, flat, place_of, render
-from .parity import CASES, OWNS, PYMALLOC_STATS, PYTHON_USES_IT, RUN_PROBE, run_side_by_side
+from .parity import (
+    CASES,
+    OWNS,
+    PYMALLOC_STATS,
+    PYTHON_USES_IT,
+    RUN_PROBE,
+    repl_session,
+    run_side_by_side,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -115,6 +123,24 @@ def test_the_program_behaves_like_the_python_it_links(
     _, binary = builds.get(place, "app", {})
     ours, theirs = run_side_by_side(place, binary, case, tmp_path)
     assert ours == theirs
+
+
+@pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
+def test_the_interactive_prompt_on_a_terminal_behaves_like_pythons(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    ours = repl_session(place, str(binary), tmp_path / "ours")
+    theirs = repl_session(place, place.python, tmp_path / "theirs")
+    assert ours == theirs
+    banner, probe, _ = ours
+    assert banner.startswith(f"Python {place.minor}.")
+    assert probe.startswith("42 0 [''] ''")
+    # The REPL python starts: PyREPL from 3.13 on (a terminal, TERM set), else
+    # the readline one.
+    assert ("'_pyrepl.main'" in probe) == (tuple(map(int, place.minor.split("."))) >= (3, 13))
+    # The exit status of `raise SystemExit(5)` is compared, not fixed: 3.13.0's
+    # PyREPL exits with 1 (both programs alike).
 
 
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
