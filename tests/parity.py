@@ -169,7 +169,8 @@ def run_side_by_side(place: Place, binary: Path, name: str, cwd: Path) -> tuple[
 # The interactive prompt on a terminal: what it prints before its first
 # prompt, one line of output that cannot be the echo of what was typed (the
 # marker is built at run time), which REPL runs (3.13 and later: PyREPL, over
-# readline before), and the exit status of `raise SystemExit(5)`.
+# readline before), Ctrl-C at the prompt, and the exit status of
+# `raise SystemExit(5)`.
 TERMINAL_CONTROL = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[=>])|\r")
 REPL_PROBE = (
     'import sys; print("RE" + "SULT", 6 * 7, sys.flags.interactive, sys.argv, '
@@ -187,6 +188,10 @@ def repl_session(place: Place, executable: str, cwd: Path) -> tuple[str, str, in
         child.send(REPL_PROBE + "\r")
         child.expect(r"RESULT ([^\r\n]*)\r\n")
         probe = child.match.group(1)
+        # Ctrl-C at the prompt: Python's own SIGINT handler reports it and the
+        # REPL goes on.
+        child.sendintr()
+        child.expect_exact("KeyboardInterrupt")
         child.send("raise SystemExit(5)\r")
         child.expect(pexpect.EOF)
     finally:
