@@ -199,6 +199,12 @@ def repl_session(place: Place, executable: str, cwd: Path) -> tuple[str, str, in
     return banner.replace(executable, "PROGRAM"), probe, child.exitstatus
 
 
+def repl_side_by_side(place: Place, binary: Path, cwd: Path) -> tuple[tuple, tuple]:
+    """`repl_session` of the program and of its python, each in its own folder."""
+    ours = repl_session(place, str(binary), cwd / "ours")
+    return ours, repl_session(place, place.python, cwd / "theirs")
+
+
 RUN_PROBE = (
     "import sys, os; "
     "print(sys.argv, repr(sys.path[0]), getattr(sys, 'orig_argv', [])[1:], os.getcwd())"

@@ -36,7 +36,7 @@ from .parity import (
     OWNS,
     PYMALLOC_STATS,
     PYTHON_USES_IT,
-    repl_session,
+    repl_side_by_side,
     run_side_by_side,
 )
 
@@ -351,8 +351,7 @@ def test_the_interactive_prompt_on_a_terminal_behaves_like_pythons(
     minor: str, pyembed_builds, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     place, binary = pyembed_builds(minor, request)
-    ours = repl_session(place, str(binary), tmp_path / "ours")
-    theirs = repl_session(place, place.python, tmp_path / "theirs")
+    ours, theirs = repl_side_by_side(place, binary, tmp_path)
     assert ours == theirs
     banner, probe, status = ours
     assert banner.startswith(f"Python {minor}.")

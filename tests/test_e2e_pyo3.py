@@ -29,7 +29,7 @@ from .parity import (
     PYMALLOC_STATS,
     PYTHON_USES_IT,
     RUN_PROBE,
-    repl_session,
+    repl_side_by_side,
     run_side_by_side,
 )
 
@@ -130,8 +130,7 @@ def test_the_interactive_prompt_on_a_terminal_behaves_like_pythons(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
     _, binary = builds.get(place, "app", {})
-    ours = repl_session(place, str(binary), tmp_path / "ours")
-    theirs = repl_session(place, place.python, tmp_path / "theirs")
+    ours, theirs = repl_side_by_side(place, binary, tmp_path)
     assert ours == theirs
     banner, probe, _ = ours
     assert banner.startswith(f"Python {place.minor}.")
