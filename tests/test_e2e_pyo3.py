@@ -142,6 +142,48 @@ def test_the_interactive_prompt_on_a_terminal_behaves_like_pythons(
     # PyREPL exits with 1 (both programs alike).
 
 
+VENV_PROBE = "import sys; print(sys.prefix, sys.base_prefix, sys.executable, sys._base_executable)"
+
+
+def venv_story(place: Place, executable: str, folder: Path) -> list[str]:
+    """What `executable -m venv env`, then a venv made by that venv's python,
+    look like from inside, with `executable`'s real path and its folder
+    written BASE and BASEDIR, and `folder` FOLDER."""
+    steps = [
+        [executable, "-m", "venv", "--without-pip", "env"],
+        ["env/bin/python", "-c", VENV_PROBE],
+        ["env/bin/python", "-m", "venv", "--without-pip", "nested"],
+        ["nested/bin/python", "-c", VENV_PROBE],
+        ["nested/bin/python", "-c", "import os; print(os.path.realpath('nested/bin/python'))"],
+        ["cat", "nested/pyvenv.cfg"],
+    ]
+    where = "import os, sys; print(os.path.realpath(sys.executable))"
+    base = place.run([executable, "-c", where], folder).stdout.strip()
+    told = []
+    for argv in steps:
+        ran = place.run(argv, folder)
+        assert ran.returncode == 0, (argv, ran.stderr)
+        told.append(ran.stdout.replace(base, "BASE").replace(os.path.dirname(base), "BASEDIR"))
+    return [text.replace(str(folder), "FOLDER") for text in told if text]
+
+
+@pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
+def test_a_venv_made_by_the_program_has_the_program_as_its_base_as_python_does(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    ours = venv_story(place, str(binary), tmp_path / "ours")
+    theirs = venv_story(place, place.python, tmp_path / "theirs")
+    assert ours == theirs
+    # From 3.11, CPython finds the base executable through pyvenv.cfg, even
+    # though the program sets Python's home (which turns CPython's own search
+    # off): so a venv made from the venv links to the program itself.
+    if tuple(map(int, place.minor.split("."))) >= (3, 11):
+        assert ours[0].split()[-1] == "BASE"
+        assert ours[2] == "BASE\n"
+        assert "home = BASEDIR\n" in ours[3]
+
+
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
 def test_module_run_mode_is_python_dash_m(place: Place, builds: Builds, tmp_path: Path) -> None:
     _, binary = builds.get(place, "runmod", {"run_mode": "module", "run_module": "probe"})
