@@ -34,6 +34,7 @@ from .report import HookError, code, note, say
 CONFIG_RS = "default_python_config.rs"
 PYO3_CONFIG = "pyo3-build-config-file.txt"
 RUNTIME = "runtime"
+LOCAL_MARK = "// Written by tools/hooks (local artifacts)"  # CONFIG_RS's first words
 
 
 class PyOxidizerFailed(HookError):
@@ -121,7 +122,8 @@ def run_pyoxidizer(
     if code != 0:
         said = first_error(err + out)
         raise PyOxidizerFailed(
-            f"`pyoxidizer run-build-script` failed (exit status {code}): {said}",
+            f"`pyoxidizer run-build-script` failed (exit status {code}): {said}"
+            + ("" if said.endswith(".") else "."),
             "Offline, PyOxidizer cannot download its Python distribution; pyoxidizer.bzl "
             "shows how to use a local one (PYTHON_DIST_PATH).",
             said,
@@ -188,7 +190,7 @@ def write_local(
     write_runtime(directory, python, requirements)
     write_if_changed(
         directory / CONFIG_RS,
-        "// Written by tools/hooks (local artifacts): the project's own interpreter\n"
+        f"{LOCAL_MARK}: the project's own interpreter\n"
         f"// configuration, linking {python.describe}.\n"
         f"include!({rust_string(str(config_rs))});\n",
     )
@@ -221,16 +223,21 @@ def produce(
     # with nothing changed recompiles nothing.
     exe = pyoxidizer_exe() if mode != "local" else None
     if exe:
+        aside = set_local_aside(project.artifact_dir)
         try:
-            return run_pyoxidizer(exe, project, target, profile, timeout)
-        except HookError as error:
-            if mode == "pyoxidizer":
+            made = run_pyoxidizer(exe, project, target, profile, timeout)
+        except BaseException as error:  # a failure, or Ctrl-C: the local ones go back
+            put_back(aside, project.artifact_dir)
+            if mode == "pyoxidizer" or not isinstance(error, HookError):
                 raise
             if isinstance(error, PyOxidizerFailed):
                 note("PyOxidizer failed, so local artifacts are used instead. It said:")
                 code(error.said)
             else:
                 note(f"{error.problem} Local artifacts are used instead.")
+        else:
+            remove(aside)
+            return made
     elif mode == "pyoxidizer":
         raise HookError(
             "pyoxidizer is not installed (no PYOXIDIZER_EXE, no `pyoxidizer` on PATH).",
@@ -246,6 +253,57 @@ def produce(
     artifacts = write_local(project, python, requirements)
     note(f"Using local artifacts: the runtime of {python.describe}, carried by the program.")
     return artifacts
+
+
+def set_local_aside(directory: Path) -> Path | None:
+    """Move earlier local artifacts out of PyOxidizer's way, into a folder
+    beside `directory`, which is returned.
+
+    `run-build-script` takes any default_python_config.rs newer than
+    pyoxidizer.bzl for its own and exits at once: it would pass the local
+    artifacts off as PyOxidizer's, made for whatever Python they were made
+    for. Moved, not removed: if PyOxidizer fails, `put_back` restores them
+    with their time stamps, so cargo does not rebuild what did not change.
+    """
+    config = directory / CONFIG_RS
+    try:
+        if not config.is_file() or not config.read_text(encoding="utf-8").startswith(LOCAL_MARK):
+            return None
+        aside = directory.with_name(directory.name + ".local")
+        remove(aside)
+        aside.mkdir()
+        for name in (CONFIG_RS, PYO3_CONFIG, RUNTIME):
+            if (directory / name).exists():
+                (directory / name).rename(aside / name)
+    except OSError as error:
+        raise cannot_prepare(directory, error) from error
+    return aside
+
+
+def put_back(aside: Path | None, directory: Path) -> None:
+    """Undo `set_local_aside`, over whatever PyOxidizer left by those names."""
+    if aside is None:
+        return
+    try:
+        for entry in aside.iterdir():
+            remove(directory / entry.name)
+            entry.rename(directory / entry.name)
+        aside.rmdir()
+    except OSError as error:
+        raise cannot_prepare(directory, error) from error
+
+
+def remove(path: Path | None) -> None:
+    """Remove a file or folder tree, if there is one."""
+    if path is None:
+        return
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    except OSError as error:
+        raise cannot_prepare(path.parent, error) from error
 
 
 def write_pyo3(
@@ -295,12 +353,8 @@ def prepare_directory(directory: Path, keep: set[str]) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for entry in directory.iterdir():
-            if entry.name in keep:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            if entry.name not in keep:
+                remove(entry)
     except OSError as error:
         raise cannot_prepare(directory, error) from error
 

@@ -19,7 +19,7 @@ from hooks.interpreter import Candidate, probe
 from hooks.project import Project
 from hooks.report import HookError, paragraph
 
-from .conftest import flat, render
+from .conftest import flat, missing, pyenv_python, render
 
 TRIPLE = "x86_64-unknown-linux-gnu"
 
@@ -151,6 +151,55 @@ def test_pyoxidizer_that_succeeds_provides_the_artifacts(
     made = artifacts.produce(project, python, TRIPLE, "release")
     assert made.provider == "pyoxidizer"
     assert made.pyo3_config.read_text() == "version=3.10"
+
+
+# PyOxidizer 0.24's `run-build-script` exits at once, successfully, when
+# OUT_DIR has a default_python_config.rs newer than pyoxidizer.bzl; offline it
+# fails otherwise.
+UP_TO_DATE_THEN_OFFLINE = (
+    "if os.path.exists(os.path.join(os.environ['OUT_DIR'], 'default_python_config.rs')):\n"
+    "    sys.exit(0)\n"
+    "print('error: could not download the Python distribution')\n"
+    "sys.exit(1)\n"
+)
+
+
+def test_pyoxidizer_never_passes_off_earlier_local_artifacts_as_its_own(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, UP_TO_DATE_THEN_OFFLINE)))
+    local_made = artifacts.produce(project, python, TRIPLE, "debug")
+    assert local_made.provider == "local"
+    config_rs = local_made.directory / artifacts.CONFIG_RS
+    before = {p.name: p.stat().st_mtime_ns for p in local_made.directory.iterdir()}
+    # PyOxidizer only: it must fail, not report the local artifacts as its own.
+    with pytest.raises(HookError, match="failed \\(exit status 1\\)"):
+        artifacts.produce(project, python, TRIPLE, "debug", mode="pyoxidizer")
+    # It ran without them in its way, and they are back, untouched.
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["env"]["OUT_DIR"] == str(local_made.directory)
+    assert config_rs.read_text().startswith(artifacts.LOCAL_MARK)
+    assert {p.name: p.stat().st_mtime_ns for p in local_made.directory.iterdir()} == before
+    assert not local_made.directory.with_name("out.local").exists()
+    # And again with the fallback: local artifacts, said so, nothing rewritten.
+    again = artifacts.produce(project, python, TRIPLE, "debug")
+    assert again.provider == "local"
+    assert {p.name: p.stat().st_mtime_ns for p in again.directory.iterdir()} == before
+
+
+def test_local_artifacts_follow_a_changed_python_although_pyoxidizer_is_installed(
+    project: Project, python, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_path = pyenv_python("3.10")
+    if other_path is None:
+        missing("Python 3.10 is not installed under ~/.pyenv/versions on this machine")
+    other = probe(Candidate(str(other_path), "test"))
+    monkeypatch.setenv("PYOXIDIZER_EXE", str(stand_in(tmp_path, UP_TO_DATE_THEN_OFFLINE)))
+    first = artifacts.produce(project, python, TRIPLE, "debug")
+    second = artifacts.produce(project, other, TRIPLE, "debug")
+    assert (first.provider, second.provider) == ("local", "local")
+    assert second.pyo3_config.read_text() == other.pyo3_config(lib_dir=str(second.runtime_lib))
+    assert other.describe in (second.directory / artifacts.CONFIG_RS).read_text()
 
 
 def test_local_mode_never_runs_pyoxidizer(
