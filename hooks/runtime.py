@@ -53,8 +53,19 @@ LEFT_OUT = (
     "xxlimited*",
     "xxsubtype*",
 )
+# glibc's dynamic loader, by architecture. A program names it by an absolute
+# path (its PT_INTERP), never through RUNPATH: a copy in lib/ would go unused.
+LOADERS = {
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "ld-linux.so.2",
+    "ld-linux-armhf.so.3",
+    "ld64.so.2",
+    "ld64.so.1",
+    "ld-linux-riscv64-lp64d.so.1",
+}
 # What every Linux system provides: the C library's own parts and the loader.
-# (`--portable` uses the manylinux policy's longer list instead.)
+# (`--portable` uses the manylinux policy's longer list, plus the loader.)
 GLIBC = {
     "libc.so.6",
     "libm.so.6",
@@ -65,9 +76,7 @@ GLIBC = {
     "libresolv.so.2",
     "libanl.so.1",
     "libnsl.so.1",
-    "ld-linux-x86-64.so.2",
-    "ld-linux-aarch64.so.1",
-    "ld-linux.so.2",
+    *LOADERS,
 }
 STAMP = ".made-from.json"
 
@@ -267,7 +276,8 @@ def system_libraries(bundle: Path, allowed: set[str]) -> dict[str, list[str]]:
 
 def manylinux_allowed() -> tuple[str, set[str]]:
     """The newest manylinux policy this machine's glibc satisfies, and the
-    libraries it lets a program expect from the system (auditwheel's data)."""
+    libraries it lets a program expect from the system (auditwheel's data),
+    with the dynamic loader, which the policy takes for granted."""
     try:
         from importlib.resources import files
 
@@ -287,7 +297,7 @@ def manylinux_allowed() -> tuple[str, set[str]]:
             if version <= glibc:
                 satisfied.append((version, policy))
     _, best = max(satisfied, key=lambda pair: pair[0])
-    return best["name"], set(best["lib_whitelist"])
+    return best["name"], set(best["lib_whitelist"]) | LOADERS
 
 
 def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[str]:

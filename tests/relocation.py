@@ -104,9 +104,9 @@ def check_in_minimal_root(root: Path, folder: Path, elsewhere: Path) -> None:
 def build_portable(project: Path, env: Mapping[str, str]) -> Path:
     """`python3 tools/hooks build --portable --requirements requirements.txt`
     (with `six` in it) run in `project` with `env` added; the report names the
-    system libraries it carries and nothing left to need beyond the C library,
-    and no ELF file of the bundle names an absolute path. Returns the bundle
-    folder."""
+    system libraries it carries (not the dynamic loader) and nothing left to
+    need beyond the C library, and no ELF file of the bundle names an absolute
+    path. Returns the bundle folder."""
     (project / "requirements.txt").write_text("six==1.16.0\n")
     built = subprocess.run(
         [sys.executable, "tools/hooks", "build", "--portable", "--requirements",
@@ -121,4 +121,6 @@ def build_portable(project: Path, env: Mapping[str, str]) -> Path:
     assert "It needs nothing from the target system beyond the C library." in out
     folder = project / "dist" / project.name
     assert absolute_paths(folder) == {}
+    # The loader is named by an absolute path (PT_INTERP): a copy would go unused.
+    assert not list((folder / "lib").glob("ld-*.so*"))
     return folder
