@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FILES_BY_ENGINE, copy_cli, files, flat, pyenv_python
+from .conftest import FILES_BY_ENGINE, copy_cli, files, flat, missing, pyenv_python
 
 
 def python_of(minor: str) -> Path:
     path = pyenv_python(minor)
     if path is None:
-        pytest.skip(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
+        missing(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
     return path
 
 

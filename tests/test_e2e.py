@@ -25,6 +25,7 @@ from .conftest import (
     cargo,
     copy_cli,
     flat,
+    missing,
     place_of,
     pyenv_python,
     render,
@@ -228,7 +229,7 @@ def test_default_project_builds_and_runs_with_every_supported_python(
 ) -> None:
     python = pyenv_python(minor)
     if python is None:
-        pytest.skip(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
+        missing(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
     name = f"py{minor.replace('.', '')}"
     project = render(tmp_path / name, {"engine": "pyembed", "project_name": name})
     env = {"PYO3_PYTHON": str(python)}
@@ -242,7 +243,7 @@ def test_build_script_refuses_a_python_newer_than_pyo3_supports(
 ) -> None:
     python = pyenv_python("3.12")
     if python is None:
-        pytest.skip("Python 3.12 is not installed under ~/.pyenv/versions on this machine")
+        missing("Python 3.12 is not installed under ~/.pyenv/versions on this machine")
     project = render(tmp_path / "tooneww", {"engine": "pyembed", "project_name": "toonew"})
     result = cargo(
         project, cargo_target_root / "python3.12", "build", env={"PYO3_PYTHON": str(python)}
@@ -252,6 +253,7 @@ def test_build_script_refuses_a_python_newer_than_pyo3_supports(
     assert "pyo3 found CPython 3.12" in error
     assert "embeds CPython 3.8 to 3.11 only" in error
     assert "Set PYO3_PYTHON" in error
+    assert "`copier update --trust --data engine=pyo3`" in error  # the engine that embeds it
 
 
 def test_prebuilt_mode_without_artifacts_explains_how_to_make_them(

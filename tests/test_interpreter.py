@@ -16,7 +16,7 @@ from hooks.interpreter import Candidate
 from hooks.project import support_table
 from hooks.report import HookError
 
-from .conftest import pyenv_python
+from .conftest import missing, pyenv_python
 
 PYEMBED = support_table()["pyembed"]["0.24.0"]
 PYO3 = support_table()["pyo3"]["0.30.1"]
@@ -43,7 +43,7 @@ OTHER_ENGINE = {
 def installed_python(minor: str) -> Path:
     path = pyenv_python(minor)
     if path is None:
-        pytest.skip(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
+        missing(f"Python {minor} is not installed under ~/.pyenv/versions on this machine")
     return path
 
 
