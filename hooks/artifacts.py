@@ -236,7 +236,8 @@ def produce(
             else:
                 note(f"{error.problem} Local artifacts are used instead.")
         else:
-            remove(aside)
+            if aside is not None:
+                remove(aside)
             return made
     elif mode == "pyoxidizer":
         raise HookError(
@@ -293,10 +294,8 @@ def put_back(aside: Path | None, directory: Path) -> None:
         raise cannot_prepare(directory, error) from error
 
 
-def remove(path: Path | None) -> None:
+def remove(path: Path) -> None:
     """Remove a file or folder tree, if there is one."""
-    if path is None:
-        return
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
