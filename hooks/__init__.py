@@ -1,10 +1,14 @@
-"""Post-generation hooks of the pyembed Rust project template.
+"""Post-generation hooks of rust-embedded-python-template, the Copier template
+for Rust programs that embed CPython (pyo3 or pyembed).
 
 Copier runs them after `copier copy` (see `_tasks` in copier.yml); a generated
 project carries a copy in tools/hooks, so the same commands work later without
 Copier: `python3 tools/hooks check` and `python3 tools/hooks build`.
 
 Modules, one concern each:
+- toolenv: what the hooks need from PyPI (requirements.txt, pinned), in a
+  tool environment for a Python that lacks it; standard library only, since
+  `__main__` uses it before anything else is there;
 - report: how problems and progress are printed;
 - project: the generated project (answers, support table, Cargo metadata);
 - interpreter: finding the Python the build will link, as PyO3 does, and vetting it;

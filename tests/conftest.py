@@ -164,8 +164,10 @@ HOOK_FILES = {
     "tools/hooks/migrate.py",
     "tools/hooks/project.py",
     "tools/hooks/report.py",
+    "tools/hooks/requirements.txt",
     "tools/hooks/runtime.py",
     "tools/hooks/support.yml",
+    "tools/hooks/toolenv.py",
 }
 COMMON_FILES = {
     ".cargo/config.toml",
