@@ -365,6 +365,35 @@ def minimal_root() -> Path:
         raise
 
 
+@pytest.fixture(scope="session")
+def debian_root(
+    tmp_path_factory: pytest.TempPathFactory, cargo_target_root: Path
+) -> Iterator[Path]:
+    """Debian 12 with its python3, python3-venv and pipx (sidroot.DEBIAN_ROOT),
+    made once and mounted for the session like the sid root."""
+    if os.geteuid() != 0:
+        missing("the Debian root needs the root user (mount, chroot, debootstrap)")
+    try:
+        root = sidroot.ensure_root(sidroot.DEBIAN_ROOT, "bookworm", sidroot.DEBIAN_PACKAGES)
+    except RuntimeError as error:
+        missing(f"no Debian root with python3 and pipx: {error}")
+    with sidroot.mounted(root, [tmp_path_factory.getbasetemp(), cargo_target_root]):
+        yield root
+
+
+# The machine's settings for reaching PyPI (a proxy's certificate authority,
+# say), passed into a Debian root, whose environment is otherwise clean: the
+# root has this machine's CA bundle at the same path (sidroot.HOST_FILES).
+NETWORK_VARIABLES = (
+    "PIP_CERT", "PIP_INDEX_URL", "PIP_DEFAULT_TIMEOUT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy",
+)  # fmt: skip
+
+
+def network_settings() -> dict[str, str]:
+    return {name: os.environ[name] for name in NETWORK_VARIABLES if os.environ.get(name)}
+
+
 def place_of(minor: str, request: pytest.FixtureRequest) -> Place:
     """The Place of CPython `minor`: pyenv's, or the sid root's for 3.14+."""
     if minor in SID_MINORS:

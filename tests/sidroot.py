@@ -56,6 +56,20 @@ RUSTUP_HOME = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
 # A minimal Debian 12 (this machine's release): what a target system without
 # Python, OpenSSL or SQLite looks like, for the --portable bundle.
 MINIMAL_ROOT = DEFAULT_ROOT.parent / "bookworm-minbase"
+# Debian 12 as a user has it: its own python3 (PEP 668), pipx, and what a pyo3
+# project's build needs, for the tests that start where users start.
+DEBIAN_ROOT = DEFAULT_ROOT.parent / "bookworm-python"
+DEBIAN_PACKAGES = (
+    "python3",  # 3.11, with the EXTERNALLY-MANAGED marker
+    "python3-venv",  # ensurepip, which pipx and the hooks' tool environment use
+    "python3-pip",  # only to show that pip refuses to install outside a venv
+    "pipx",
+    "libpython3.11-dev",  # libpython3.11.so, which pyo3 links
+    "git",  # Copier asks git about the template folder
+    "gcc",  # rustc links through `cc`
+    "libc6-dev",
+    "ca-certificates",
+)
 MARKER = ".pyembed-sid-root-complete"  # written last, holds PACKAGES: absent or stale = redo
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/ssl/certs/ca-certificates.crt")
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
