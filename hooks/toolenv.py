@@ -25,12 +25,10 @@ nothing else either.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import NoReturn
@@ -66,11 +64,15 @@ UNREACHABLE = (
 _used: dict | None = None
 
 
-@dataclass(frozen=True)
 class ToolEnv:
-    folder: Path
-    key: str  # what the folder name's hash is of, as JSON; the marker holds it
-    requirements: Path = REQUIREMENTS
+    """One tool environment: its folder, its key (what the folder name's hash
+    is of, as JSON; the marker holds it) and the pinned list it installs.
+    A plain class: a dataclass would cost every copy's check a millisecond."""
+
+    def __init__(self, folder: Path, key: str, requirements: Path = REQUIREMENTS) -> None:
+        self.folder = folder
+        self.key = key
+        self.requirements = requirements
 
     @property
     def python(self) -> Path:
@@ -171,6 +173,7 @@ def base_python() -> str:
 def environment(requirements: Path = REQUIREMENTS) -> ToolEnv:
     """The tool environment for this list and this base Python (it may not exist yet)."""
     import hashlib
+    import json
     import sysconfig
 
     try:
@@ -370,6 +373,10 @@ def run_where_the_tools_are(argv: Sequence[str]) -> None:
     needed = lacking(build)
     what = "The build" if build else "tools/hooks"
     rerun = f"python3 tools/hooks {'build' if build else 'check'}"
+    if guard is None and not needed:
+        return  # the usual case (a copy's check, with Copier's Python): nothing more to import
+    import json
+
     if guard is not None:
         _used = json.loads(guard)
         if needed:
@@ -381,8 +388,6 @@ def run_where_the_tools_are(argv: Sequence[str]) -> None:
                     f"Delete that folder, then run `{rerun}` again: it is made afresh.",
                 ),
             )
-        return
-    if not needed:
         return
     try:
         env = environment()
