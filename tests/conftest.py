@@ -162,6 +162,7 @@ HOOK_FILES = {
     "tools/hooks/cli.py",
     "tools/hooks/interpreter.py",
     "tools/hooks/migrate.py",
+    "tools/hooks/packages.py",
     "tools/hooks/project.py",
     "tools/hooks/report.py",
     "tools/hooks/requirements.txt",

@@ -322,22 +322,6 @@ def test_a_failing_rust_tool_is_reported_with_its_exit_status_and_last_line() ->
     assert "no-such-option" in raised.value.problem.partition(": ")[2]  # rustc's own words
 
 
-def test_requirements_pip_cannot_install_are_reported_with_pips_last_line_and_retried_next_time(
-    tmp_path: Path, python
-) -> None:
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("no-such-distribution-anywhere==0.0.1\n")
-    made = runtime.Runtime(tmp_path / "lib", "python3.x")
-    # No index: pip fails at once, offline, the way a missing package fails.
-    with local.env(PIP_NO_INDEX="1"), pytest.raises(HookError) as raised:
-        runtime.install_requirements(tmp_path, made, python, requirements)
-    problem = raised.value.problem
-    assert problem.startswith(f"pip could not install {requirements} with {python.describe}: ")
-    assert "no-such-distribution-anywhere" in problem.partition(": ")[2]  # pip's own words
-    assert "then run the build again" in raised.value.fix
-    assert not (tmp_path / ".requirements.json").exists()  # so the next build runs pip again
-
-
 def test_a_standard_library_that_does_not_compile_is_reported_and_keeps_its_sources(
     tmp_path: Path, python
 ) -> None:

