@@ -334,14 +334,24 @@ def write_runtime(
     folder) and the packages of `requirements` in its site-packages as they
     are now, and the pyo3 configuration that links its libpython."""
     made = runtime.make(directory / RUNTIME, python)
-    packages.install(
-        made.lib / made.python_dir / "site-packages",
+    site_packages = made.lib / made.python_dir / "site-packages"
+    ran = packages.install(
+        site_packages,
         python,
         app,
         requirements,
         recorded_as=f"lib/{made.python_dir}/site-packages",
         stamp=directory / RUNTIME / packages.STAMP,
     )
+    what = " and ".join(
+        text
+        for text, given in ((f"the app ({app})", app), (f"{requirements}", requirements))
+        if given
+    )
+    if ran:
+        say(f"Installed {what} into {site_packages} with pip.")
+    elif what:
+        say(f"Nothing changed in {what} since the last build: not installed again.")
     write_if_changed(directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib)))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,8 +213,16 @@ def run_build(args: argparse.Namespace) -> int:
     project = Project.at(args.project)
     binary = build(project, args)
     say(f"Built {binary}. Try it:")
-    code(f'{binary} -c "import sys; print(sys.version)"')
+    code(try_it(project, binary))
     return 0
+
+
+def try_it(project: Project, binary: Path) -> str:
+    """A command that runs the program as its run mode makes it: like
+    `python` it takes -c; in the other modes every argument is the app's."""
+    if project.answers.get("run_mode", "repl") == "repl":
+        return f'{shlex.quote(str(binary))} -c "import sys; print(sys.version)"'
+    return shlex.quote(str(binary))
 
 
 def build(project: Project, args: argparse.Namespace) -> Path:

@@ -26,6 +26,7 @@ as a path inside the bundle (`lib/python3.X/site-packages/...`), scripts
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -187,8 +188,11 @@ def read_requirements(file: Path) -> Sources:
 
 
 def where(filename: str, folder: Path, line_number: int | None) -> str:
-    """FILE:LINE of a requirements line, as the user would open it."""
+    """FILE:LINE of a requirements line, as the user would open it: relative
+    to the current folder when it is inside it."""
     path = (folder / filename).resolve()
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd().resolve())
     return f"{path}:{line_number}" if line_number else str(path)
 
 

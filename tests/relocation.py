@@ -82,6 +82,26 @@ def absolute_paths(folder: Path) -> dict[str, list[str]]:
     return found
 
 
+def machine_paths(folder: Path, project: Path, prefix: Path) -> dict[str, list[str]]:
+    """Every file of the bundle, binary ones included (as `grep -r` reads
+    them), that holds the project folder's path or the build Python's prefix,
+    with which of them. Allowed: the prefix inside libpython itself, CPython's
+    compiled-in default prefix (unused: the program sets Python's home)."""
+    needles = {str(project), str(project.resolve()), str(prefix), os.path.realpath(prefix)}
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        allowed = set()
+        if path.name.startswith("libpython"):
+            allowed = {str(prefix), os.path.realpath(prefix)}
+        held = sorted(n for n in needles - allowed if n.encode("utf-8", "surrogateescape") in data)
+        if held:
+            found[str(path.relative_to(folder))] = held
+    return found
+
+
 def check_in_minimal_root(root: Path, folder: Path, elsewhere: Path) -> None:
     """The bundle `folder`, moved into `elsewhere`, run inside the minimal Debian
     `root`, which has no Python, OpenSSL or SQLite of its own: every CHECKS case

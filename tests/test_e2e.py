@@ -192,6 +192,7 @@ def test_run_build_makes_a_relocatable_program_offline_and_reruns_without_copier
     )
     assert where.stdout.strip() == str(program.parent)
     assert relocation.absolute_paths(folder) == {}
+    assert relocation.machine_paths(folder, project, Path(python.base_prefix)) == {}
 
     # The same build again, from inside the project, without Copier.
     (folder / "built").unlink()

@@ -395,6 +395,7 @@ def test_run_build_makes_a_program_that_runs_moved_elsewhere_without_its_python(
     )
     assert where.stdout.strip() == str(program.parent)
     assert relocation.absolute_paths(folder) == {}
+    assert relocation.machine_paths(folder, project, prefix) == {}
 
 
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
@@ -474,3 +475,130 @@ def test_a_python_older_than_pyo3_supports_stops_the_build(place: Place, tmp_pat
     result = place.cargo(project, tmp_path / "target", "build")
     assert result.returncode != 0
     assert "lower than PyO3's minimum supported version (3.9)" in flat(result.stderr)
+
+
+# ---- Shipping an application ----
+
+APP_PYPROJECT = """\
+[project]
+name = "hello"
+version = "0.1.0"
+description = "An application shipped in the program"
+dependencies = ["click>=8,<9", "MarkupSafe>=2,<4"]
+
+[build-system]
+requires = ["flit_core>=3.9,<4"]
+build-backend = "flit_core.buildapi"
+"""
+APP_MAIN = """\
+import json
+
+import click
+import localdep
+import markupsafe
+from markupsafe import _speedups
+
+from . import GREETING
+
+
+@click.command()
+@click.argument("name", default="world")
+@click.option("--fail", is_flag=True, help="Raise an exception in the app.")
+@click.option("--bad-json", is_flag=True, help="Raise one in the standard library.")
+def main(name, fail, bad_json):
+    if fail:
+        raise RuntimeError("failed on purpose")
+    if bad_json:
+        json.loads("{")
+    speedups = _speedups.__file__.endswith(".so")  # MarkupSafe's C extension
+    click.echo(f"{GREETING} {markupsafe.escape(name)} {localdep.WORD} speedups={speedups}")
+
+
+main()
+"""
+
+
+def write_app(project: Path, greeting: str) -> None:
+    """python/hello (click and MarkupSafe from PyPI) and a local requirement."""
+    app = project / "python"
+    (app / "hello").mkdir(parents=True, exist_ok=True)
+    (app / "pyproject.toml").write_text(APP_PYPROJECT)
+    (app / "hello" / "__init__.py").write_text(f'"""Hello."""\nGREETING = "{greeting}"\n')
+    (app / "hello" / "__main__.py").write_text(APP_MAIN)
+    dep = project / "deps" / "localdep"
+    dep.mkdir(parents=True, exist_ok=True)
+    (dep / "pyproject.toml").write_text(
+        APP_PYPROJECT.replace('"hello"', '"localdep"').replace("dependencies", "# none")
+    )
+    (dep / "localdep.py").write_text('"""A local requirement."""\nWORD = "local"\n')
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    answers = {"project_name": "shipped", "run_mode": "module", "run_module": "hello"}
+    project = render(tmp_path / "shipped", answers)
+    write_app(project, "Hello")
+    (project / "deps" / "requirements.txt").write_text("./localdep\n")
+    env = {
+        **os.environ,
+        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
+        "PYO3_PYTHON": place.python,
+    }
+
+    def build() -> subprocess.CompletedProcess[str]:
+        hooks = [sys.executable, "tools/hooks", "build", "--requirements", "deps/requirements.txt"]
+        return subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
+                              timeout=1800, check=False)  # fmt: skip
+
+    first = build()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "with pip." in flat(first.stdout)
+    folder = project / "dist" / "shipped"
+    prefix = Path(place.run([place.python, "-c", "import sys; print(sys.base_prefix)"],
+                            cwd=tmp_path).stdout.strip())  # fmt: skip
+
+    def run_moved(*args: str) -> subprocess.CompletedProcess[str]:
+        moved_to = tmp_path / f"elsewhere-{len(list(tmp_path.glob('elsewhere-*')))}"
+        program = relocation.moved(folder, moved_to / "shipped")
+        return relocation.run_hidden(program, list(args), prefix, tmp_path / "empty")
+
+    ran = run_moved("<b>")
+    assert (ran.returncode, ran.stdout) == (0, "Hello &lt;b&gt; local speedups=True\n"), ran.stderr
+    # Nothing in the bundle, binary files included, names this machine's
+    # folders; no script with this machine's Python as its first line.
+    assert relocation.machine_paths(folder, project, prefix) == {}
+    site_packages = folder / "lib" / "python3.12" / "site-packages"
+    assert not (site_packages / "bin").exists()
+    assert not list(site_packages.glob("*/direct_url.json"))
+    # Tracebacks show paths inside the bundle: the app's and the standard library's.
+    failed = run_moved("--fail")
+    assert failed.returncode == 1
+    assert "RuntimeError: failed on purpose" in failed.stderr
+    assert "/shipped/lib/python3.12/site-packages/hello/__main__.py" in failed.stderr
+    assert str(project) not in failed.stderr
+    bad_json = run_moved("--bad-json")
+    assert 'File "lib/python3.12/json/decoder.py"' in bad_json.stderr, bad_json.stderr
+
+    # Nothing changed: nothing is installed or compiled again.
+    again = build()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "since the last build: not installed again" in flat(again.stdout)
+    assert "Compiling" not in again.stderr
+    # A change to a file of the app is in the next build.
+    (project / "python" / "hello" / "__init__.py").write_text('GREETING = "Goodbye"\n')
+    edited = build()
+    assert edited.returncode == 0, edited.stdout + edited.stderr
+    assert run_moved("you").stdout == "Goodbye you local speedups=True\n"
+
+    # An editable requirement is refused, naming its line: the bundle keeps
+    # the last good build, which points at nothing outside itself.
+    (project / "deps" / "requirements.txt").write_text("-e ./localdep\n")
+    editable = build()
+    assert editable.returncode == 1
+    first_line = editable.stderr.strip().splitlines()[0]
+    assert first_line.startswith("error: deps/requirements.txt:1: `-e ./localdep` is editable")
+    assert "Remove the -e (--editable)" in flat(editable.stderr)
+    assert relocation.machine_paths(folder, project, prefix) == {}
+    assert not list(site_packages.glob("__editable__*"))
