@@ -184,6 +184,10 @@ COMMON_FILES = {
     "demo-manifest.rc",
     "demo.exe.manifest",
     "src/main.rs",
+    # The application's home (python_package, "demo" by default).
+    "python/pyproject.toml",
+    "python/demo/__init__.py",
+    "python/demo/__main__.py",
     *HOOK_FILES,
 }
 # The files of a project named "demo", by engine.

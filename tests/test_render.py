@@ -26,6 +26,7 @@ ENGINES = ["pyo3", "pyembed"]
 
 DEFAULTS = {
     "project_name": "demo",
+    "python_package": "demo",
     "engine": "pyo3",
     "build_mode": "standalone",
     "global_allocator": "system",
@@ -48,6 +49,7 @@ SUPPORT = {
 
 ANSWERS = [
     "project_name",
+    "python_package",
     "engine",
     "build_mode",
     "global_allocator",
@@ -587,8 +589,10 @@ def test_run_code_reaches_pyo3_main_rs_unchanged_and_unevaluated(project):
 def test_project_name_names_the_package_and_the_windows_manifest_files(project, engine):
     generated = project(engine=engine, project_name="My-App_2")
 
+    # The app's package is the name as a Python identifier.
     assert set(files(generated)) == {
-        name.replace("demo", "My-App_2") for name in FILES_BY_ENGINE[engine]
+        name.replace("python/demo", "python/my_app_2").replace("demo", "My-App_2")
+        for name in FILES_BY_ENGINE[engine]
     }
     assert toml(generated, "Cargo.toml")["package"]["name"] == "My-App_2"
     assert re.findall(
@@ -661,6 +665,7 @@ def test_answers_file_records_the_answers_but_no_secret_or_computed_value(projec
     variant = next(v for v in VARIANTS if v.get("run_build") and v.get("engine", "pyo3") == engine)
     generated = project(**variant)
     given = {**DEFAULTS, **ENGINE_DEFAULTS[engine], **variant}
+    given["python_package"] = given["project_name"]  # python_package's default
     recorded = yaml.safe_load(read(generated, ".copier-answers.yml"))
     stored = ANSWERS + ENGINE_ANSWERS[engine]
 

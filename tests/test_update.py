@@ -441,3 +441,60 @@ def test_update_with_engine_pyo3_switches_a_project_from_before_and_it_builds_an
         check=False,
     )
     assert ran.stdout == "3\n", ran.stderr
+
+
+# ---- The application's home (python_package) ----
+
+# main's commit before the app home and python_package existed.
+BEFORE_APP_HOME = "47fb9559a66908b9d99c2245478e2871435b80a7"
+
+
+@pytest.fixture(scope="module")
+def app_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v1.0.0: this repository at BEFORE_APP_HOME; v2.0.0: its working tree."""
+    repo = tmp_path_factory.mktemp("app-home") / "repo"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BEFORE_APP_HOME], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+    git(repo, "init", "-q")
+    commit_all(repo, "before the app home")
+    git(repo, "tag", "v1.0.0")
+    for entry in repo.iterdir():
+        if entry.name != ".git":
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    working_tree(repo)
+    commit_all(repo, "the app home")
+    git(repo, "tag", "v2.0.0")
+    return repo
+
+
+@pytest.mark.parametrize("run_mode", ["repl", "module"])
+def test_an_update_of_a_project_made_before_the_app_home_adds_nothing_unasked(
+    app_home_template: Path, tmp_path: Path, run_mode: str
+) -> None:
+    project = tmp_path / "demo"
+    made = copier_cli(
+        "copy", "--trust", "--defaults", "--skip-tasks", "--vcs-ref=v1.0.0", "--data",
+        "project_name=demo", "--data", f"run_mode={run_mode}", str(app_home_template), str(project),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    git(project, "init", "-q")
+    commit_all(project, "generated")
+    before = answers(project)
+    update(project, "--skip-tasks")
+
+    after = answers(project)
+    assert after["_commit"] == "v2.0.0"
+    assert after["python_package"] == ""
+    assert not (project / "python").exists()
+    assert after.get("run_module") == before.get("run_module")  # "this" in module mode
+    assert {k: v for k, v in after.items() if k not in ("_commit", "python_package")} == {
+        k: v for k, v in before.items() if k != "_commit"
+    }
+    # Asked for, the update adds it.
+    commit_all(project, "updated")
+    update(project, "--skip-tasks", "--data", "python_package=demo_app")
+    assert (project / "python" / "demo_app" / "__init__.py").is_file()
+    assert (project / "python" / "pyproject.toml").is_file()

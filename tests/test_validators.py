@@ -211,7 +211,7 @@ def test_run_module_that_is_not_a_dotted_python_name_is_refused(tmp_path, module
     message = refused(tmp_path, {"run_mode": "module", "run_module": module})
 
     assert "question 'run_module'" in message
-    assert "Not a module name: give dotted identifiers, such as http.server." in message
+    assert "Not a module name: give dotted identifiers, such as http.server or app:main." in message
     assert f'"{module}" has a space' in message
 
 
@@ -225,6 +225,75 @@ def test_run_module_that_is_a_file_name_is_refused_with_the_module_name(tmp_path
 @pytest.mark.parametrize("module", ["http.server", "_private.main"])
 def test_dotted_python_module_name_is_accepted(tmp_path, module):
     assert accepted(tmp_path, {"run_mode": "module", "run_module": module})["run_module"] == module
+
+
+@pytest.mark.parametrize("module", ["app:main", "my.app.cli:run", "http.server"])
+def test_run_module_as_module_or_module_colon_function_is_accepted(tmp_path, module):
+    assert accepted(tmp_path, {"run_mode": "module", "run_module": module})["run_module"] == module
+
+
+@pytest.mark.parametrize("module", ["app:", "app:1x", "app:main:x", ":main", "app:ma in"])
+def test_run_module_with_a_function_that_is_not_an_identifier_is_refused(tmp_path, module):
+    message = refused(tmp_path, {"run_mode": "module", "run_module": module})
+
+    assert "Not a module name: give dotted identifiers, such as http.server or app:main." in message
+
+
+def test_run_module_with_a_function_needs_the_pyo3_engine(tmp_path):
+    answers = {"engine": "pyembed", "run_mode": "module", "run_module": "app:main"}
+    message = refused(tmp_path, answers)
+
+    assert 'MODULE:FUNCTION needs engine=pyo3: give the module alone ("app").' in message
+
+
+def test_run_module_defaults_to_the_apps_main_function_or_this_without_an_app(tmp_path):
+    assert accepted(tmp_path / "a", {"run_mode": "module"})["run_module"] == "demo:main"
+    pyembed = accepted(tmp_path / "b", {"run_mode": "module", "engine": "pyembed"})
+    assert pyembed["run_module"] == "demo"
+    no_app = accepted(tmp_path / "c", {"run_mode": "module", "python_package": ""})
+    assert no_app["run_module"] == "this"
+
+
+# ---- python_package, run_mode=rust ----
+
+
+@pytest.mark.parametrize(
+    ("package", "says"),
+    [
+        pytest.param("My_App", "Not a package name: use lower-case letters", id="upper-case"),
+        pytest.param("my-app", "Not a package name: use lower-case letters", id="dash"),
+        pytest.param("1app", "Not a package name: use lower-case letters", id="leading-digit"),
+        pytest.param("import", '"import" is a Python keyword: choose another', id="keyword"),
+        pytest.param("json", '"json" is a standard module: choose another', id="stdlib"),
+        pytest.param("demo_rs", '"demo_rs" is the project\'s Rust module', id="rust-module"),
+    ],
+)
+def test_python_package_that_python_could_not_import_as_the_app_is_refused(tmp_path, package, says):
+    message = refused(tmp_path, {"python_package": package})
+
+    assert "question 'python_package'" in message
+    assert says in message
+    assert "--data python_package=NAME (empty: no app)" in message
+
+
+def test_python_package_defaults_to_the_project_name_as_an_identifier_not_a_taken_one(tmp_path):
+    assert accepted(tmp_path / "a", {"project_name": "My-App"})["python_package"] == "my_app"
+    assert accepted(tmp_path / "b", {"project_name": "email"})["python_package"] == "email_app"
+    assert accepted(tmp_path / "c", {"python_package": ""})["python_package"] == ""
+
+
+@pytest.mark.parametrize(
+    ("answers", "says"),
+    [
+        ({"engine": "pyembed"}, "run_mode=rust needs engine=pyo3"),
+        ({"python_package": ""}, "run_mode=rust calls your app's Python code: give python_package"),
+    ],
+    ids=["pyembed", "no-app"],
+)
+def test_rust_run_mode_needs_the_pyo3_engine_and_an_app(tmp_path, answers, says):
+    message = refused(tmp_path, {"run_mode": "rust", **answers})
+
+    assert says in message
 
 
 @pytest.mark.parametrize(
@@ -359,11 +428,11 @@ def test_a_name_taken_from_the_destination_folder_says_so_and_how_to_fix_it(tmp_
         ("global_allocator", ["system", "jemalloc", "mimalloc", "snmalloc"]),
         ("python_allocator", ["default", "jemalloc", "mimalloc", "snmalloc"]),
         ("windows_subsystem", ["console", "windows"]),
-        ("run_mode", ["repl", "module", "code"]),
+        ("run_mode", ["repl", "module", "code", "rust"]),
     ],
 )
 def test_value_outside_the_choices_is_refused_with_the_choices(tmp_path, question, allowed):
-    message = refused(tmp_path, {question: "rust"})
+    message = refused(tmp_path, {question: "cobol"})
 
     assert "Invalid choice" in message
     if message != "Invalid choice":  # Copier before 9.16 names neither question nor choices
@@ -413,6 +482,7 @@ def test_an_interactive_copy_refuses_windows_with_jemalloc_and_accepts_console(t
 
     down = "\x1b[B"
     answer("Name of the Cargo package", "\r")  # the default: the folder's name
+    answer("Your app's Python package", "\r")  # the default: the project's name
     answer("Embedding engine", "\r")  # pyo3
     answer("Default build mode", "\r")
     answer("Memory allocator for Rust", down + "\r")  # jemalloc
