@@ -162,6 +162,7 @@ HOOK_FILES = {
     "tools/hooks/cli.py",
     "tools/hooks/interpreter.py",
     "tools/hooks/migrate.py",
+    "tools/hooks/onefile.py",
     "tools/hooks/project.py",
     "tools/hooks/report.py",
     "tools/hooks/requirements.txt",
@@ -187,7 +188,13 @@ COMMON_FILES = {
 }
 # The files of a project named "demo", by engine.
 FILES_BY_ENGINE = {
-    "pyo3": {*COMMON_FILES, "src/interpreter.rs", "src/rust_module.rs"},
+    "pyo3": {
+        *COMMON_FILES,
+        "src/interpreter.rs",
+        "src/onefile.rs",
+        "src/onefile_importer.py",
+        "src/rust_module.rs",
+    },
     "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs", "src/python_start.rs"},
 }
 # The default engine's.
