@@ -95,7 +95,7 @@ print(json.dumps({
 }))
 """
 # Libraries every Linux program may take from the system: the C library's own.
-C_LIBRARY = {"c", "m", "dl", "pthread", "rt", "util", "gcc_s", "resolv", "crypt"}
+C_LIBRARY = {"c", "m", "dl", "pthread", "rt", "util", "gcc_s", "resolv"}
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,6 @@ class OneFile:
     libpython: int  # its share of the executable (text and data of libpython.a)
     needs: dict[str, list[str]]  # library -> the entries that need it from the system
     copied: list[str] = field(default_factory=list)  # with --portable
-    policy: str = ""
 
     @property
     def mib(self) -> float:
@@ -239,20 +238,21 @@ def pyo3_config(python: Interpreter, probed: Probed, portable: bool) -> str:
         + probed.static_name,
     ]
     for name in probed.system_libraries:
-        if name in C_LIBRARY or not portable:
-            lines.append(f"extra_build_script_line=cargo:rustc-link-lib={name}")
-        else:
-            archive = static_archive(name)
-            if archive is None:
-                raise HookError(
-                    f"--portable links lib{name} into the one-file program (its libpython "
-                    f"needs it), and this machine has no lib{name}.a.",
-                    f"Install the development package of lib{name} (Debian: the -dev package "
-                    f"that holds lib{name}.a, such as zlib1g-dev or libexpat1-dev), or "
-                    "build without --portable.",
-                )
+        # --portable: what libpython.a needs beyond the C library is linked
+        # in too (Debian's: zlib and expat), so the program needs nothing else.
+        archive = static_archive(name) if portable and name not in C_LIBRARY else None
+        if archive is not None:
             lines.append(f"extra_build_script_line=cargo:rustc-link-search=native={archive.parent}")
             lines.append(f"extra_build_script_line=cargo:rustc-link-lib=static:-bundle={name}")
+        elif portable and name not in C_LIBRARY:
+            raise HookError(
+                f"--portable links lib{name} into the one-file program (its libpython needs "
+                f"it), and this machine has no static lib{name}.a.",
+                f"Install the development package that holds lib{name}.a (Debian: zlib1g-dev "
+                "for libz, libexpat1-dev for libexpat), or build without --portable.",
+            )
+        else:
+            lines.append(f"extra_build_script_line=cargo:rustc-link-lib={name}")
     return "".join(line + "\n" for line in lines)
 
 
@@ -454,14 +454,16 @@ def write_payload(
         for (folder, tail, kind, data), small in zip(pending, squeezed):
             folder_of(folder)[tail] = (kind, *writer.entry(small, data))
             parts["modules"].add(folder_of(folder)[tail][2], len(data))
-        # Extension modules and libraries.
+        # Extension modules and libraries, without their symbol tables.
+        elf = strip_copies([*contents.libraries.values(), *contents.extensions.values()],
+                           staged.parent / "elf")  # fmt: skip
         libraries = {}
-        blobs = [path.read_bytes() for path in contents.libraries.values()]
+        blobs = [elf[path].read_bytes() for path in contents.libraries.values()]
         for (name, _), data, small in zip(contents.libraries.items(), blobs,
                                           pool.map(compress, blobs)):  # fmt: skip
             libraries[name] = writer.entry(small, data)
             parts["libraries"].add(libraries[name][1], len(data))
-        blobs = [path.read_bytes() for path in contents.extensions.values()]
+        blobs = [elf[path].read_bytes() for path in contents.extensions.values()]
         for (relative, _), data, small in zip(contents.extensions.items(), blobs,
                                               pool.map(compress, blobs)):  # fmt: skip
             folder, _, file_name = relative.rpartition("/")
@@ -481,6 +483,12 @@ def write_payload(
         "libraries": libraries,
         "files": writer.entry(compress(listing), listing),
         "site_packages": f"{stdlib}/site-packages",
+        # The .pth files the site module would run, in its order.
+        "pth": sorted(
+            path
+            for path in files
+            if path.rpartition("/")[0] == f"{stdlib}/site-packages" and path.endswith(".pth")
+        ),
     }
     # CPython's table of frozen modules: names and the rows src/onefile.rs reads.
     rows = []
@@ -498,6 +506,25 @@ def write_payload(
     partial.write_bytes(writer.data)
     partial.replace(out)
     return parts
+
+
+def strip_copies(paths: list[Path], folder: Path) -> dict[Path, Path]:
+    """Copies of ELF files in `folder` without what only a linker or a
+    debugger reads (strip --strip-unneeded, binutils'); the files themselves
+    when strip is missing."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    copies = {path: folder / f"{number}-{path.name}" for number, path in enumerate(paths)}
+    for path, copy in copies.items():
+        shutil.copyfile(path, copy)
+    try:
+        strip = local[str(local.which("strip"))]
+    except CommandNotFound:
+        return {path: path for path in paths}
+    if copies:
+        strip[["--strip-unneeded", *map(str, copies.values())]].run(retcode=None)
+    return copies
 
 
 def module_name(relative: str, stdlib: str) -> str:
@@ -541,9 +568,11 @@ def dependencies(contents: Contents) -> dict[str, tuple[str, ...]]:
 
 
 def add_system_libraries(contents: Contents, allowed: set[str]) -> list[str]:
-    """--portable: the libraries the extension modules need from the system
-    (directly or through another), but those a manylinux policy expects
-    everywhere, as auditwheel's lddtree finds them on this machine."""
+    """--portable: the libraries the extension modules need from the system,
+    directly or through another, but the C library's own (`allowed`), as
+    auditwheel's lddtree finds them on this machine. Unlike the folder, which
+    follows a manylinux policy, the one file carries zlib and expat too: a
+    minimal Debian has no expat, and memory costs nothing on disk."""
     try:
         from auditwheel.lddtree import ldd
     except ImportError:
@@ -593,13 +622,14 @@ def libpython_size(probed: Probed) -> int:
 
 
 def assemble(program: Path, payload: Path, out: Path) -> int:
-    """The program with its debug information stripped, then the payload:
-    written beside and moved into place. Returns the program's size."""
+    """The program with its symbol table stripped (what extension modules
+    link to stays: the dynamic symbols), then the payload: written beside and
+    moved into place. Returns the program's size."""
     partial = out.with_name(out.name + ".partial")
     shutil.copyfile(program, partial)
     try:
         strip = local[str(local.which("strip"))]
-        strip["--strip-debug", str(partial)].run(retcode=None)
+        strip["--strip-all", str(partial)].run(retcode=None)
     except CommandNotFound:
         pass
     size = partial.stat().st_size
@@ -624,9 +654,8 @@ def make(
     work = project.artifact_dir / "onefile"
     contents = collect(home, python_dir, probed)
     copied: list[str] = []
-    policy, allowed = "", set(runtime.GLIBC)
+    allowed = set(runtime.GLIBC) | {"libgcc_s.so.1"}  # what every glibc system has
     if portable:
-        policy, allowed = runtime.manylinux_allowed()
         copied = add_system_libraries(contents, allowed)
     staged = work / "compiled"
     compile_sources(python, home, staged, contents)
@@ -661,7 +690,6 @@ def make(
         libpython=libpython_size(probed),
         needs=system_needs(contents, program, allowed),
         copied=copied,
-        policy=policy,
     )
 
 
@@ -722,8 +750,8 @@ def report(result: OneFile) -> None:
     total = result.path.stat().st_size
     say(f"{result.path} ({total / MIB:.1f} MiB) is the whole program: copy it anywhere.")
     rows = [
-        ("program (Rust)", max(result.program - result.libpython, 0), None, None),
-        ("libpython (static)", result.libpython, None, None),
+        ("program (Rust and libpython)", result.program, None, None),
+        ("  of which libpython, static", result.libpython, None, None),
     ]
     for name, part in result.parts.items():
         rows.append((f"{name} ({part.count})", part.stored, part.unpacked, part.count))
@@ -736,8 +764,8 @@ def report(result: OneFile) -> None:
     code("\n".join(lines))
     if result.copied:
         say(
-            f"--portable: carries {', '.join(result.copied)}; expects only what the "
-            f"{result.policy} policy lets a program expect from the system."
+            f"--portable: carries {', '.join(result.copied)}; expects only the C "
+            "library (glibc) and libgcc_s from the system."
         )
     if result.needs:
         say("It needs these libraries from the target system:")
