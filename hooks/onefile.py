@@ -168,6 +168,7 @@ def probe(python: Interpreter, project: Project, scratch: Path) -> Probed:
         )
     found = json.loads(out.strip().splitlines()[-1])
     static_dir, static_name = static_library(python, found)
+    refuse_incomplete(python, static_dir / f"lib{static_name}.a", scratch)
     return Probed(
         hexversion=found["hexversion"],
         starting=found["starting"],
@@ -207,6 +208,43 @@ def static_library(python: Interpreter, found: dict) -> tuple[Path, str]:
         "Python it builds; otherwise use another Python (`python3 tools/hooks check` lists "
         "them), or build without --onefile.",
     )
+
+
+def refuse_incomplete(python: Interpreter, archive: Path, scratch: Path) -> None:
+    """A static libpython must define what it calls of CPython itself
+    (functions named _Py*, Py*). Debian's 3.14 and 3.15 call CPython's HACL*
+    hash code (Modules/_hacl), which Debian ships in no package: the link
+    would fail with dozens of undefined symbols. Read with binutils' nm (the
+    C toolchain's); without it, the linker says it instead. The answer is
+    kept per archive and modification time."""
+    record = scratch / "static-check.json"
+    key = f"{archive}:{archive.stat().st_mtime_ns}"
+    known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    if key not in known:
+        try:
+            nm = local[str(local.which("nm"))]
+        except CommandNotFound:
+            return
+        _, out, _ = nm["--format=posix", str(archive)].run(retcode=None, timeout=300)
+        defined, undefined = set(), set()
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].startswith(("_Py", "Py")):
+                (undefined if parts[1] == "U" else defined).add(parts[0])
+        known = {key: sorted(undefined - defined)}
+        record.write_text(json.dumps(known), encoding="utf-8")
+    missing = known[key]
+    if missing:
+        hacl = all("Hacl" in name for name in missing)
+        raise HookError(
+            f"{python.describe}'s static library {archive} is incomplete: it calls "
+            f"{len(missing)} CPython functions it does not define ({', '.join(missing[:2])}, "
+            "...)"
+            + (", CPython's HACL* hash code, which Debian does not ship" if hacl else "")
+            + ", so no program can link it.",
+            "Use a CPython built from source (pyenv install 3.X) for --onefile, or build the "
+            "folder program without --onefile.",
+        )
 
 
 def link_names(flags: str) -> list[str]:
