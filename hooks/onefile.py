@@ -316,7 +316,7 @@ class OneFileArtifacts(Artifacts):
 
 
 def artifacts(project: Project, python: Interpreter, probed: Probed, portable: bool) -> Artifacts:
-    directory = project.artifact_dir / "onefile"
+    directory = project.artifact_dir / folder_artifacts.ONEFILE
     directory.mkdir(parents=True, exist_ok=True)
     made = OneFileArtifacts(directory, "local", engine="pyo3")
     target = Path(os.environ.get("CARGO_TARGET_DIR") or project.root / "target")
@@ -631,14 +631,25 @@ def add_system_libraries(contents: Contents, allowed: set[str]) -> list[str]:
     return sorted(added)
 
 
-def system_needs(contents: Contents, program: Path, allowed: set[str]) -> dict[str, list[str]]:
-    """Libraries the program and its entries need from the target system."""
-    users = [program, *contents.extensions.values(), *contents.libraries.values()]
+def system_needs(contents: Contents, allowed: set[str]) -> dict[str, list[str]]:
+    """Libraries the payload's entries need from the target system."""
+    users = [*contents.extensions.values(), *contents.libraries.values()]
     return {
         name: sorted(set(names))
         for name, names in sorted(runtime.needed(users).items())
         if name not in contents.libraries and name not in allowed
     }
+
+
+def program_needs(program: Path, allowed: set[str]) -> dict[str, list[str]]:
+    """Libraries the program itself needs from the system (its libpython's
+    other libraries, without --portable)."""
+    return {name: users for name, users in runtime.needed([program]).items() if name not in allowed}
+
+
+def merged(first: dict[str, list[str]], second: dict[str, list[str]]) -> dict[str, list[str]]:
+    names = sorted({*first, *second})
+    return {name: sorted({*first.get(name, []), *second.get(name, [])}) for name in names}
 
 
 # ---- The file ----
@@ -689,15 +700,12 @@ def make(
     portable: bool,
 ) -> OneFile:
     """The payload from the runtime in `home` and the built `program`, into `out`."""
-    work = project.artifact_dir / "onefile"
+    work = project.artifact_dir / folder_artifacts.ONEFILE
     contents = collect(home, python_dir, probed)
     copied: list[str] = []
     allowed = set(runtime.GLIBC) | {"libgcc_s.so.1"}  # what every glibc system has
     if portable:
         copied = add_system_libraries(contents, allowed)
-    staged = work / "compiled"
-    compile_sources(python, home, staged, contents)
-    needs = dependencies(contents)
     payload = work / "payload"
     record = work / "payload.json"
     made_from = json.dumps(
@@ -711,14 +719,20 @@ def make(
         sort_keys=True,
     )
     last = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    if payload.is_file() and last.get("made_from") == made_from:
+    if payload.is_file() and last.get("made_from") == made_from and "needs" in last:
         parts = {name: Part(**part) for name, part in last["parts"].items()}
+        needs = last["needs"]
     else:
-        parts = write_payload(home, python_dir, probed, contents, staged, needs, payload)
+        staged = work / "compiled"
+        compile_sources(python, home, staged, contents)
+        order = dependencies(contents)
+        parts = write_payload(home, python_dir, probed, contents, staged, order, payload)
+        needs = system_needs(contents, allowed)
         record.write_text(
-            json.dumps({"made_from": made_from, "parts": {k: vars(v) for k, v in parts.items()}}),
+            json.dumps({"made_from": made_from, "needs": needs,
+                        "parts": {k: vars(v) for k, v in parts.items()}}),
             encoding="utf-8",
-        )
+        )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     size = assemble(program, payload, out)
     return OneFile(
@@ -726,7 +740,7 @@ def make(
         parts=parts,
         program=size,
         libpython=libpython_size(probed),
-        needs=system_needs(contents, program, allowed),
+        needs=merged(needs, program_needs(program, allowed)),
         copied=copied,
     )
 
@@ -763,7 +777,7 @@ def build(
         made = folder_artifacts.produce(
             project, python, target.triple, profile, "local", requirements=args.requirements
         )
-        probed = probe(python, project, project.artifact_dir / "onefile")
+        probed = probe(python, project, project.artifact_dir / folder_artifacts.ONEFILE)
         linked = artifacts(project, python, probed, args.portable)
         say(f"Artifacts are in {made.directory}; libpython: "
             f"{probed.static_dir / ('lib' + probed.static_name + '.a')}.")  # fmt: skip
