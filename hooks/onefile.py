@@ -60,7 +60,7 @@ IMPORTER = "src/onefile_importer.py"
 # Compiled under importlib's own file name: CPython drops frames of that file
 # from the tracebacks of failed imports, as it does importlib's own.
 IMPORTER_FILENAME = "<frozen importlib._bootstrap_external>"
-FORMAT = 1  # of the payload; a change makes every payload again
+FORMAT = 2  # of the payload and what goes in it; a change makes every payload again
 MIB = 1024 * 1024
 
 # Run by the checked Python: what linking it statically takes, the modules
@@ -454,11 +454,7 @@ def write_payload(
         return folders[relative]
 
     # Code: frozen (uncompressed, for CPython's table) or in the index.
-    frozen_names = set(probed.starting) | {
-        module_name(relative, stdlib)
-        for relative in contents.code
-        if relative.startswith(f"{stdlib}/encodings/")
-    }
+    frozen_names = starting_modules(contents, probed, stdlib)
     code: dict[str, tuple[str, bool, bytes]] = {}  # relative path -> (module name, package, code)
     for relative in contents.code:
         source = staged / relative if relative.endswith(".py") else home / relative
@@ -480,6 +476,7 @@ def write_payload(
             tail = relative.rsplit("/", 1)[1].rsplit(".", 1)[0]
         kind = PACKAGE if package else MODULE
         if name in frozen_names and name:
+            data = (staged / "frozen" / name).read_bytes()  # named <frozen NAME>
             offset = writer.raw(data)
             frozen.append((name, package, offset, len(data)))
             folder_of(folder)[tail] = (kind, offset, len(data), len(data))
@@ -544,6 +541,51 @@ def write_payload(
     partial.write_bytes(writer.data)
     partial.replace(out)
     return parts
+
+
+def starting_modules(contents: Contents, probed: Probed, stdlib: str) -> set[str]:
+    """The modules CPython imports while it starts (before the importer
+    runs), and every codec, which the locale or PYTHONIOENCODING may ask for
+    then: frozen modules."""
+    return set(probed.starting) | {
+        module_name(relative, stdlib)
+        for relative in contents.code
+        if relative.startswith(f"{stdlib}/encodings/")
+    }
+
+
+# Run by the checked Python: the code of each frozen module, its file name
+# made "<frozen NAME>" as in CPython's own frozen modules (CPython's loader
+# of frozen modules does not set it, and the build's path would show).
+FREEZE = r"""
+import _imp, marshal, sys
+for line in sys.stdin.read().splitlines():
+    source, name, target = line.split("\t")
+    with open(source, "rb") as stream:
+        code = marshal.loads(stream.read()[16:])
+    _imp._fix_co_filename(code, "<frozen " + name + ">")
+    with open(target, "wb") as stream:
+        stream.write(marshal.dumps(code))
+"""
+
+
+def freeze(python: Interpreter, home: Path, contents: Contents, names: set[str], stage: Path,
+           stdlib: str) -> None:  # fmt: skip
+    """The frozen modules' code into stage/frozen/NAME (FREEZE)."""
+    folder = stage / "frozen"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for relative in contents.code:
+        name = module_name(relative, stdlib)
+        if name in names and relative.endswith(".pyc"):
+            lines.append(f"{home / relative}\t{name}\t{folder / name}")
+    command = local[python.executable]["-I", "-c", FREEZE] << "\n".join(lines)
+    code, out, err = command.run(retcode=None, timeout=300)
+    if code != 0:
+        raise HookError(
+            f"{python.describe} could not prepare the frozen modules: {last_line(out, err)}",
+            "Check that the interpreter works, then run the build again.",
+        )
 
 
 def strip_copies(paths: list[Path], folder: Path) -> dict[Path, Path]:
@@ -725,6 +767,8 @@ def make(
     else:
         staged = work / "compiled"
         compile_sources(python, home, staged, contents)
+        stdlib = f"lib/{python_dir}"
+        freeze(python, home, contents, starting_modules(contents, probed, stdlib), staged, stdlib)
         order = dependencies(contents)
         parts = write_payload(home, python_dir, probed, contents, staged, order, payload)
         needs = system_needs(contents, allowed)

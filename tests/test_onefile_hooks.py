@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import marshal
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,11 @@ def test_the_payload_has_the_layout_src_onefile_rs_reads(tmp_path: Path) -> None
     info = probed(tmp_path, [])
     contents = onefile.collect(home, "python3.12", info)
     out = tmp_path / "payload"
-    parts = onefile.write_payload(home, "python3.12", info, contents, tmp_path / "staged", {}, out)
+    staged = tmp_path / "staged"
+    names = onefile.starting_modules(contents, info, "lib/python3.12")
+    python = interpreter(executable=sys.executable)  # the one that wrote these .pyc files
+    onefile.freeze(python, home, contents, names, staged, "lib/python3.12")
+    parts = onefile.write_payload(home, "python3.12", info, contents, staged, {}, out)
     data = out.read_bytes()
     magic, size, table, count, index_at, index_size, version, _ = onefile.TRAILER.unpack(data[-64:])
     assert (magic, size, version) == (b"ONEFILE1", len(data), 0x030C01F0)
@@ -172,6 +177,8 @@ def test_the_payload_has_the_layout_src_onefile_rs_reads(tmp_path: Path) -> None
         frozen[name] = (marshal.loads(data[code_at : code_at + code_size]), package)  # noqa: S302
     assert set(frozen) == {"encodings", "encodings.aliases", "_onefile_importer"}
     assert frozen["encodings"][1] == 1
+    # Named as CPython names its own frozen modules' code, not by the build's path.
+    assert frozen["encodings.aliases"][0].co_filename == "<frozen encodings.aliases>"
     index = marshal.loads(data[index_at : index_at + index_size])  # noqa: S302
     assert index["dirs"]["lib/python3.12"]["json"][0] == onefile.PACKAGE
     assert index["dirs"]["lib/python3.12/site-packages"]["pkg"][0] == onefile.PACKAGE
