@@ -195,18 +195,19 @@ def static_library(python: Interpreter, found: dict) -> tuple[Path, str]:
         if (folder / f"lib{name}.a").is_file():
             if not position_independent:
                 raise HookError(
-                    f"{python.describe}'s static library {folder / f'lib{name}.a'} is not "
-                    "position-independent, and a one-file program links it into one.",
-                    "Use a Python built with --enable-shared, which compiles it so (pyenv: "
-                    "PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install VERSION), or with "
-                    "CFLAGS=-fPIC.",
+                    f"--onefile needs a position-independent lib{name}.a (CPython's configure "
+                    f"--enable-shared, or CFLAGS=-fPIC, makes one), and {python.describe}'s "
+                    f"({folder}) is not.",
+                    "Use a Python built so (pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv "
+                    "install VERSION), or build without --onefile.",
                 )
             return folder, name
     raise HookError(
-        f"{python.describe} has no static library (lib{name}.a), which a one-file program links.",
-        f"Debian and Ubuntu: `apt install lib{name}-dev`; pyenv installs one with every "
-        "Python it builds; otherwise use another Python (`python3 tools/hooks check` lists "
-        "them), or build without --onefile.",
+        f"--onefile needs lib{name}.a (Debian, Ubuntu: package lib{name}-dev), and "
+        f"{python.describe} has none.",
+        "Install it, or use a Python whose configure did not get --without-static-libpython "
+        "(pyenv's have one; `python3 tools/hooks check` lists the installed Pythons), or build "
+        "without --onefile.",
     )
 
 

@@ -252,6 +252,27 @@ def test_debians_static_libpython_without_cpythons_hash_code_is_refused_before_c
     assert not (project / "dist").exists()
 
 
+def test_the_one_file_code_is_clean_for_rustfmt_and_clippy(
+    onefiles: OneFiles, request: pytest.FixtureRequest
+) -> None:
+    place = place_of("3.12", request)
+    program, _ = onefiles.get(place)
+    project = program.parent.parent
+    env = {
+        **os.environ,
+        "PYO3_CONFIG_FILE": str(project / "target/out/onefile/pyo3-build-config-file.txt"),
+        "CARGO_TARGET_DIR": str(onefiles.target_root / "pyo3-3.12-prebuilt" / "onefile"),
+    }
+    for args in (
+        ["fmt", "--check"],
+        ["clippy", "--locked", "--release", "--no-default-features", "--features",
+         "build-mode-prebuilt-artifacts onefile", "--", "-D", "warnings"],
+    ):  # fmt: skip
+        ran = subprocess.run(["cargo", *args], cwd=project, env=env, capture_output=True,
+                             text=True, timeout=1800, check=False)  # fmt: skip
+        assert ran.returncode == 0, f"{args[0]}:\n{ran.stdout}{ran.stderr[-4000:]}"
+
+
 # Cases where the one file differs from python by design (README: "What
 # differs from python"): -v reports the modules CPython imports while it starts
 # as frozen, the payload's importer, and no .pyc files.

@@ -49,10 +49,10 @@ def found(folder: Path, shared: bool = True, cflags: str = "") -> dict:
 def test_a_python_without_a_static_library_is_refused_naming_the_package(tmp_path: Path) -> None:
     with pytest.raises(HookError) as refused:
         onefile.static_library(interpreter(), found(tmp_path))
-    assert "has no static library (libpython3.12.a), which a one-file program links" in str(
-        refused.value
+    assert refused.value.problem.startswith(
+        "--onefile needs libpython3.12.a (Debian, Ubuntu: package libpython3.12-dev), and"
     )
-    assert "apt install libpython3.12-dev" in refused.value.fix
+    assert "--without-static-libpython" in refused.value.fix
 
 
 def test_a_static_library_that_is_not_position_independent_is_refused_naming_the_option(
@@ -61,8 +61,10 @@ def test_a_static_library_that_is_not_position_independent_is_refused_naming_the
     (tmp_path / "libpython3.12.a").write_bytes(b"!<arch>\n")
     with pytest.raises(HookError) as refused:
         onefile.static_library(interpreter(), found(tmp_path, shared=False))
-    assert "is not position-independent" in refused.value.problem
-    assert "--enable-shared" in refused.value.fix
+    assert refused.value.problem.startswith(
+        "--onefile needs a position-independent libpython3.12.a (CPython's configure "
+        "--enable-shared, or CFLAGS=-fPIC, makes one)"
+    )
     # Built with -fPIC, or as a shared build (CPython compiles it so), it is taken.
     assert onefile.static_library(interpreter(), found(tmp_path, False, "-O2 -fPIC")) == (
         tmp_path,
