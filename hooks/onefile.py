@@ -132,18 +132,14 @@ class OneFile:
     needs: dict[str, list[str]]  # library -> the entries that need it from the system
     copied: list[str] = field(default_factory=list)  # with --portable
 
-    @property
-    def mib(self) -> float:
-        return self.path.stat().st_size / MIB
-
 
 def refuse_unsupported(python: Interpreter, target: str) -> None:
     """A one-file program needs Linux (memfd, /proc/self/exe)."""
     if "-linux-" not in target or python.windows:
         raise HookError(
-            f"--onefile makes Linux programs only, and the target is {target}.",
-            "Build without --onefile: the folder dist/NAME/ and its archive run on every "
-            "platform the template supports.",
+            f"--onefile makes Linux programs only (it loads from memfd_create files), and "
+            f"the target is {target}.",
+            "Build for Linux, or build that target without --onefile.",
         )
 
 
