@@ -8,8 +8,9 @@ Python, OpenSSL or SQLite), and run there as an unprivileged user with HOME,
 TMPDIR and XDG_CACHE_HOME read-only: the standard library, C extension
 modules, `-m`, multiprocessing's spawn, a pure-Python package, one with a C
 extension, package data and distribution metadata all work, and no file
-appears or changes anywhere in the root. On this machine, the 3.12 file is
-compared case by case with the python it was built from (tests/parity.py).
+appears or changes anywhere in the root. On this machine, the 3.12 and 3.13
+files are compared case by case with the python each was built from
+(tests/parity.py).
 """
 
 from __future__ import annotations
@@ -199,6 +200,11 @@ def run_as_nobody(root: Path, argv: list[str], stdin: str | None) -> subprocess.
                           check=False)  # fmt: skip
 
 
+@pytest.fixture
+def place(request: pytest.FixtureRequest) -> Place:
+    return place_of(request.param, request)
+
+
 def minors(*chosen: str) -> list:
     return [
         pytest.param(minor, marks=[pytest.mark.sid] if minor in SID_MINORS else [], id=minor)
@@ -280,10 +286,10 @@ INHERENT = {"verbose"}
 
 
 @pytest.mark.parametrize("case", [name for name in CASES if name not in INHERENT])
+@pytest.mark.parametrize("place", ["3.12", "3.13"], indirect=True)
 def test_the_one_file_program_behaves_like_the_python_it_links(
-    case: str, onefiles: OneFiles, request: pytest.FixtureRequest, tmp_path: Path
+    place: Place, case: str, onefiles: OneFiles, tmp_path: Path
 ) -> None:
-    place = place_of("3.12", request)
     program, _ = onefiles.get(place)
     ours, theirs = run_side_by_side(place, program, case, tmp_path)
     # Standard modules live in the file's folder's lib/python3.X, as they
