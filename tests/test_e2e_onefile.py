@@ -239,6 +239,22 @@ def test_the_portable_one_file_runs_alone_in_a_minimal_debian_root_and_writes_no
     assert set(before) == set(after)
 
 
+@pytest.mark.parametrize("place", ["3.12"], indirect=True)
+def test_a_one_file_in_code_run_mode_runs_its_code_and_multiprocessing_children(
+    place: Place, onefiles: OneFiles, tmp_path: Path
+) -> None:
+    code = CHECKS["multiprocessing-spawn"][0][1]
+    project = render(tmp_path / "app", {"project_name": "app", "run_mode": "code",
+                                        "run_code": code})  # fmt: skip
+    built = build_onefile(place, project, onefiles.target_root)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    program = project / "dist" / "app-0.1.0-x86_64-unknown-linux-gnu"
+    # The code runs whatever the arguments; the spawned children, started as
+    # `PROGRAM -c "from multiprocessing..."`, run as python would.
+    ran = place.run([str(program), "a", "-c", "b"], cwd=tmp_path)
+    assert (ran.returncode, ran.stdout) == (0, "[1, 2]\n"), ran.stderr
+
+
 @pytest.mark.sid
 def test_debians_static_libpython_without_cpythons_hash_code_is_refused_before_cargo_runs(
     request: pytest.FixtureRequest, cargo_target_root: Path, tmp_path: Path
