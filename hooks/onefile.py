@@ -410,10 +410,9 @@ def lz4_compress() -> object:
         import lz4.block
     except ImportError:
         raise HookError(
-            "--onefile compresses the program's payload with LZ4, and the Python module "
-            "lz4 is not installed.",
-            f"Install it with `{Path(sys.executable).name} -m pip install lz4` (or into "
-            "the environment that runs the hooks), then run the build again.",
+            f"--onefile compresses the program's payload with LZ4, and {sys.executable} lacks "
+            "the lz4 module.",
+            runtime.AGAIN,
         ) from None
 
     def compress(data: bytes) -> bytes:
