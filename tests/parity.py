@@ -212,10 +212,11 @@ RUN_PROBE = (
 
 
 # Python code that asks the allocator itself whether it owns the memory of
-# Python objects (ctypes finds its functions: build.rs exports the program's
-# symbols), with a pointer from the C library's malloc as the counter-check
-# (`counter_check`: pyembed's older jemalloc crashes on a pointer it does not
-# own, and its mimalloc also serves `malloc`).
+# Python objects (ctypes finds its functions among the program's exported
+# symbols: pyembed's build.rs exports them; the pyo3 tests link these
+# programs with --export-dynamic), with a pointer from the C library's malloc
+# as the counter-check (`counter_check`: pyembed's older jemalloc crashes on a
+# pointer it does not own, and its mimalloc also serves `malloc`).
 OWNS = {
     "mimalloc": """
 owns = lib.mi_is_in_heap_region

@@ -59,12 +59,28 @@ class Builds:
     target_root: Path
     made: dict[tuple[str, str], tuple[Path, Path]] = field(default_factory=dict)
 
-    def get(self, place: Place, name: str, answers: dict, *cargo_args: str) -> tuple[Path, Path]:
-        """(project, binary) of a project named `name`, rendered and built once."""
+    def get(
+        self, place: Place, name: str, answers: dict, *, exported: bool = False
+    ) -> tuple[Path, Path]:
+        """(project, binary) of a project named `name`, rendered and built once.
+
+        `exported`: the program is linked with its symbols exported, so that
+        Python reaches the allocators' own functions with ctypes.CDLL(None),
+        as a test needs and a user's build does not (build.rs exports them
+        only for a static libpython). `cargo rustc` passes the flag to this
+        crate alone: its dependencies are the target folder's, built once."""
         key = (place.minor, name)
         if key not in self.made:
             project = render(self.root / place.minor / name, {"project_name": name, **answers})
-            binary = place.built(project, self.target_dir(place), "--locked", *cargo_args)
+            if exported:
+                built = place.cargo(
+                    project, self.target_dir(place), "rustc", "--locked", "--bin", name,
+                    "--", "-C", "link-arg=-Wl,--export-dynamic",
+                )  # fmt: skip
+                assert built.returncode == 0, built.stderr[-4000:]
+                binary = self.target_dir(place) / "debug" / name
+            else:
+                binary = place.built(project, self.target_dir(place), "--locked")
             self.made[key] = (project, binary)
         return self.made[key]
 
@@ -247,7 +263,7 @@ def heavy_result() -> str:
 def test_each_python_allocator_serves_python_objects_with_and_without_dev_mode(
     place: Place, allocator: str, builds: Builds, tmp_path: Path
 ) -> None:
-    _, binary = builds.get(place, f"py-{allocator}", {"python_allocator": allocator})
+    _, binary = builds.get(place, f"py-{allocator}", {"python_allocator": allocator}, exported=True)
     code = PYTHON_USES_IT.format(owns=OWNS[allocator], counter_check=True)
     for dev in ([], ["-X", "dev"]):
         owned = place.run([str(binary), *dev, "-c", code], cwd=tmp_path)
@@ -268,7 +284,8 @@ def test_each_python_allocator_serves_python_objects_with_and_without_dev_mode(
 
 
 # How to see that an allocator served Rust's allocations (memory it reserved or
-# committed, its statistics at exit). Python keeps its own allocator in these
+# committed, its statistics at exit; ctypes finds the allocator's functions in
+# these programs, linked with --export-dynamic). Python keeps its own allocator in these
 # projects, so the allocator has no other user.
 RUST_USES_IT = {
     "mimalloc": (
@@ -294,7 +311,9 @@ RUST_USES_IT = {
 def test_each_rust_global_allocator_serves_rust_and_python_still_runs(
     place: Place, allocator: str, builds: Builds, tmp_path: Path
 ) -> None:
-    _, binary = builds.get(place, f"rust-{allocator}", {"global_allocator": allocator})
+    _, binary = builds.get(
+        place, f"rust-{allocator}", {"global_allocator": allocator}, exported=True
+    )
     env, code, says = RUST_USES_IT[allocator]
     ran = place.run([str(binary), "-c", code or "print('reserved')"], cwd=tmp_path, env=env)
     assert ran.returncode == 0, ran.stderr
