@@ -211,12 +211,15 @@ RUN_PROBE = (
 )
 
 
-# Python code that asks the allocator itself whether it owns the memory of
-# Python objects (ctypes finds its functions among the program's exported
-# symbols: pyembed's build.rs exports them; the pyo3 tests link these
-# programs with --export-dynamic), with a pointer from the C library's malloc
-# as the counter-check (`counter_check`: pyembed's older jemalloc crashes on a
-# pointer it does not own, and its mimalloc also serves `malloc`).
+# Python code that asks the allocator itself whether it owns what Python
+# allocates: memory from each of Python's three allocator domains (raw, mem
+# and obj, through PyMem_RawMalloc, PyMem_Malloc and PyObject_Malloc, small
+# sizes that pymalloc would serve and a large one) and Python objects, with a
+# pointer from the C library's malloc as the counter-check (`counter_check`:
+# pyembed's older jemalloc crashes on a pointer it does not own, and its
+# mimalloc also serves `malloc`). ctypes finds the allocator's functions in
+# the program's exported symbols (pyembed's build.rs exports them; the pyo3
+# tests link these programs with --export-dynamic).
 OWNS = {
     "mimalloc": """
 owns = lib.mi_is_in_heap_region
@@ -239,9 +242,17 @@ def owns(pointer):
 }
 PYTHON_USES_IT = """
 import ctypes
-lib = ctypes.CDLL(None)
+lib, api = ctypes.CDLL(None), ctypes.pythonapi
 lib.malloc.restype = ctypes.c_void_p
 {owns}
+for domain in ("PyMem_RawMalloc", "PyMem_Malloc", "PyObject_Malloc"):
+    allocate, free = getattr(api, domain), getattr(api, domain.replace("Malloc", "Free"))
+    allocate.argtypes, allocate.restype = [ctypes.c_size_t], ctypes.c_void_p
+    free.argtypes = [ctypes.c_void_p]
+    for length in (8, 64, 512, 100_000):
+        pointer = allocate(length)
+        assert pointer and owns(pointer), f"{{domain}}({{length}}) is not the allocator's"
+        free(pointer)
 objects = [bytes(100_000), "x" * 50, 10**40, [1, 2, 3]]
 assert all(owns(id(o)) for o in objects), "a Python object is not the allocator's"
 if {counter_check}:
