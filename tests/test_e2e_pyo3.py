@@ -274,12 +274,16 @@ def test_each_python_allocator_serves_python_objects_with_and_without_dev_mode(
     dev_mode = place.run(
         [str(binary), "-X", "dev", "-c", "import sys; print(sys.flags.dev_mode)"], cwd=tmp_path
     )
-    assert dev_mode.stdout == "True\n"
+    assert (dev_mode.returncode, dev_mode.stdout) == (0, "True\n"), dev_mode.stderr
     # pymalloc is gone (it prints its statistics only when it serves objects),
-    # unless a PYTHONMALLOC the user sets asks for it, as with python.
-    stats = [str(binary), "-c", "import sys; sys._debugmallocstats()"]
-    assert PYMALLOC_STATS not in place.run(stats, cwd=tmp_path).stderr
+    # unless a PYTHONMALLOC the user sets asks for it, as with python. Each
+    # run must get past the statistics: a crash in them prints none either.
+    stats = [str(binary), "-c", "import sys; sys._debugmallocstats(); print('done')"]
+    gone = place.run(stats, cwd=tmp_path)
+    assert (gone.returncode, gone.stdout) == (0, "done\n"), gone.stderr
+    assert PYMALLOC_STATS not in gone.stderr
     chosen = place.run(stats, cwd=tmp_path, env={"PYTHONMALLOC": "pymalloc"})
+    assert (chosen.returncode, chosen.stdout) == (0, "done\n"), chosen.stderr
     assert PYMALLOC_STATS in chosen.stderr
 
 
