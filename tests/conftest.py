@@ -332,6 +332,28 @@ class Place:
             check=False,
         )
 
+    def run_bytes(
+        self,
+        argv: list[str],
+        cwd: Path,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """`run`, with stdin, stdout and stderr as bytes, exactly as the
+        command reads and writes them (no decoding, no newline translation)."""
+        cwd.mkdir(parents=True, exist_ok=True)
+        if self.root is not None:
+            return sidroot.run_bytes(self.root, argv, cwd=cwd, env=env, stdin=stdin, timeout=300)
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+
     def terminal(self, argv: list[str], cwd: Path, env: dict[str, str]) -> pexpect.spawn:
         """A command started on a pseudo-terminal of 80x24 (pexpect), as someone
         types it. Here and in the root alike, its environment is a clean one
