@@ -20,7 +20,10 @@ Modules, one concern each:
   configuration; for pyembed, PyOxidizer's artifacts when it works);
 - cargo: step 2, `cargo build` in build-mode-prebuilt-artifacts;
 - bundle: the relocatable folder dist/NAME and its archive;
+- onefile: `build --onefile`, one executable that carries its Python (pyo3
+  engine, Linux): a static libpython, and the runtime as a payload;
 - cli: the command-line entry and its exit-status policy.
 
-Each module imports only those listed after it.
+Each module imports only those listed after it (onefile: cargo, artifacts,
+interpreter, project, report and runtime).
 """

@@ -34,6 +34,7 @@ from .report import HookError, code, note, say
 CONFIG_RS = "default_python_config.rs"
 PYO3_CONFIG = "pyo3-build-config-file.txt"
 RUNTIME = "runtime"
+ONEFILE = "onefile"  # the one-file build's own artifacts (hooks/onefile.py)
 LOCAL_MARK = "// Written by tools/hooks (local artifacts)"  # CONFIG_RS's first words
 
 
@@ -322,7 +323,7 @@ def write_pyo3(
             "Fix the problem it names, then run `python3 tools/hooks build` again.",
         )
     directory = project.artifact_dir
-    prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME})
+    prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME, ONEFILE})
     write_runtime(directory, python, packages.app_folder(project.root), requirements)
     return Artifacts(directory, "local", engine="pyo3")
 

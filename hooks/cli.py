@@ -117,6 +117,13 @@ def parser() -> argparse.ArgumentParser:
             "but those a manylinux policy expects everywhere",
         )
         sub.add_argument("--target", help="Rust target triple (default: rustc's host)")
+        if sub is build:
+            sub.add_argument(
+                "--onefile",
+                action="store_true",
+                help="make one executable, dist/NAME-VERSION-TARGET, that carries its Python "
+                "inside (pyo3 engine, Linux; a static libpython)",
+            )
         sub.add_argument(
             "--artifacts",
             choices=["auto", "pyoxidizer", "local"],
@@ -243,6 +250,10 @@ def build(project: Project, args: argparse.Namespace) -> Path:
             raise
         problem(error)
         note("PyOxidizer brings its own Python, so the build goes on without this one.")
+    if getattr(args, "onefile", False):
+        from . import onefile
+
+        return onefile.build(project, args, python, target)
     profile = "debug" if args.debug else "release"
     with step("Step 1 of 2: artifacts for build-mode-prebuilt-artifacts"):
         timeout = args.pyoxidizer_timeout or pyoxidizer_timeout()

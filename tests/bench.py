@@ -23,6 +23,12 @@ both alike:
    the time of a second build with nothing changed (run by a Python without
    the hooks' packages, so it reuses the tool environment the first build
    made), and its start-up `-c pass` against `python3 -c pass`.
+7. One file (issue 22), for a script that imports json, sqlite3, ssl, decimal
+   and asyncio: `tools/hooks build --onefile --portable` against PyInstaller 6
+   `--onefile` of the same script (in a venv of the same Python): start-up
+   against `python3 app.py` and against PyInstaller's file, size, and cold
+   build time, ours (folder and one file) against PyInstaller's `--onedir`
+   and `--onefile`.
 
 It prints a Markdown table (ratios are ours / theirs, so lower is better, with
 PASS or MISS against the issue's targets), the machine, and a profile of where
@@ -72,6 +78,13 @@ STARTUP_RATIO = 1.02
 GENERATE_RATIO = 1.25
 BUNDLED_STARTUP_RATIO = 1.0
 REBUILD_SECONDS = 5.0  # issue 11
+# Issue 22: the one file against python3 and PyInstaller 6.
+ONEFILE_STARTUP_RATIO = 1.10
+ONEFILE_PYINSTALLER_STARTUP_RATIO = 0.5
+ONEFILE_SIZE_RATIO = 1.0
+COLD_PACKAGE_RATIO = 1.0
+APP_SCRIPT = "import json, sqlite3, ssl, decimal, asyncio\n"
+PYINSTALLER = "pyinstaller>=6,<7"
 # The smallest Copier template with a task: what copier copy costs anyway.
 TRIVIAL_TEMPLATE = {
     "copier.yml": (
@@ -357,6 +370,9 @@ class Bench:
     theirs_project: Path = Path()
     targets: dict[str, Path] = field(default_factory=dict)
     binaries: dict[str, Path] = field(default_factory=dict)
+    # The newest cold one-file build of ours, and PyInstaller's dist folders.
+    last_project: Path = Path()
+    last_pyinstaller: dict[str, Path] = field(default_factory=dict)
 
     def fresh(self, label: str) -> Path:
         """A new, not yet existing path in the work folder."""
@@ -595,6 +611,106 @@ class Bench:
         wall, memory = self.startup_rows("bundled", ["-c", "pass"], self.startup_runs * TARGET_RUNS)
         self.rows += [check_ratio(wall, BUNDLED_STARTUP_RATIO), memory]
 
+    # -- 7. One file, against PyInstaller --
+
+    def pyinstaller(self) -> str:
+        """PyInstaller in a venv of the linked Python (made once)."""
+        venv = self.work / "pyinstaller-venv"
+        if not venv.exists():
+            checked([self.python, "-m", "venv", str(venv)], env=self.env)
+            checked([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                     PYINSTALLER], env=self.env)  # fmt: skip
+        return str(venv / "bin" / "pyinstaller")
+
+    def fresh_project(self) -> Path:
+        """A copy of our project without its build output: a cold build."""
+        copy = self.fresh("cold-ours")
+        shutil.copytree(self.ours_project, copy, ignore=shutil.ignore_patterns("target", "dist"))
+        return copy
+
+    def ours_cold(self, *options: str) -> Side:
+        def side() -> Run:
+            project = self.fresh_project()
+            run = checked([sys.executable, "tools/hooks", "build", *options], cwd=project,
+                          env=self.env)  # fmt: skip
+            self.last_project = project
+            return run
+
+        return side
+
+    def pyinstaller_cold(self, pyinstaller: str, script: Path, mode: str) -> Side:
+        def side() -> Run:
+            where = self.fresh(f"pyinstaller{mode}")
+            env = {**self.env, "PYINSTALLER_CONFIG_DIR": str(where / "config")}  # no cache
+            run = checked(
+                [pyinstaller, mode, "--noconfirm", "--log-level", "WARN",
+                 "--distpath", str(where / "dist"), "--workpath", str(where / "work"),
+                 "--specpath", str(where), "--name", NAME, str(script)],
+                cwd=where.parent, env=env,
+            )  # fmt: skip
+            self.last_pyinstaller[mode] = where / "dist"
+            return run
+
+        return side
+
+    def onefile(self) -> None:
+        step("One file: tools/hooks build --onefile --portable against PyInstaller 6")
+        script = self.work / "app.py"
+        script.write_text(APP_SCRIPT)
+        try:
+            pyinstaller = self.pyinstaller()
+        except CommandFailed as error:
+            self.rows.append(Row("One file against PyInstaller", "s", "PyInstaller 6", None,
+                                 failure=f"PyInstaller did not install: {error}"))  # fmt: skip
+            return
+        for label, options, mode in (
+            ("the folder (`tools/hooks build --portable`)", ["--portable"], "--onedir"),
+            ("the one file (`--onefile --portable`)", ["--onefile", "--portable"], "--onefile"),
+        ):
+            step(f"Cold build of {label} against PyInstaller {mode}: {self.cold_runs} runs each")
+            ours, theirs = alternate(self.ours_cold(*options),
+                                     self.pyinstaller_cold(pyinstaller, script, mode),
+                                     self.cold_runs, warmup=0)  # fmt: skip
+            row = Row(
+                f"Cold build of {label} (wall)",
+                "s",
+                f"PyInstaller 6 `{mode}`",
+                Stats.of([r.seconds for r in ours]),
+                Stats.of([r.seconds for r in theirs]),
+            )
+            self.rows.append(check_ratio(row, COLD_PACKAGE_RATIO))  # fmt: skip
+        (ours_file,) = (self.last_project / "dist").glob(f"{NAME}-*-*")
+        theirs_file = self.last_pyinstaller["--onefile"] / NAME
+        self.rows.append(check_ratio(
+            Row("One file, size", "MiB", "PyInstaller 6 `--onefile`",
+                Stats.of([ours_file.stat().st_size / MIB]),
+                Stats.of([theirs_file.stat().st_size / MIB])),
+            ONEFILE_SIZE_RATIO,
+        ))  # fmt: skip
+        step(f"Start-up of the one file: {self.startup_runs} runs against python3 app.py")
+        ours, theirs = alternate(
+            functools.partial(checked, [str(ours_file), str(script)], env=self.env),
+            functools.partial(checked, [self.python, str(script)], env=self.env),
+            self.startup_runs, warmup=3,
+        )  # fmt: skip
+        self.rows.append(check_ratio(
+            Row("One file, start-up `NAME app.py` (wall)", "s", "`python3 app.py`",
+                Stats.of([r.seconds for r in ours]), Stats.of([r.seconds for r in theirs])),
+            ONEFILE_STARTUP_RATIO,
+        ))  # fmt: skip
+        runs = max(self.runs * 3, 10)
+        step(f"Start-up of the one file: {runs} runs against PyInstaller's")
+        ours, theirs = alternate(
+            functools.partial(checked, [str(ours_file), str(script)], env=self.env),
+            functools.partial(checked, [str(theirs_file)], env=self.env),
+            runs, warmup=2,
+        )  # fmt: skip
+        self.rows.append(check_ratio(
+            Row("One file, start-up of the script (wall)", "s", "PyInstaller 6 `--onefile`",
+                Stats.of([r.seconds for r in ours]), Stats.of([r.seconds for r in theirs])),
+            ONEFILE_PYINSTALLER_STARTUP_RATIO,
+        ))  # fmt: skip
+
     def startup_rows(
         self, profile: str, args: list[str], runs: int | None = None
     ) -> tuple[Row, Row]:
@@ -770,6 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.builds()
         bench.startup()
         bench.bundle()
+        bench.onefile()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

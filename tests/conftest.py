@@ -163,6 +163,7 @@ HOOK_FILES = {
     "tools/hooks/interpreter.py",
     "tools/hooks/migrate.py",
     "tools/hooks/packages.py",
+    "tools/hooks/onefile.py",
     "tools/hooks/project.py",
     "tools/hooks/report.py",
     "tools/hooks/requirements.txt",
@@ -192,7 +193,13 @@ COMMON_FILES = {
 }
 # The files of a project named "demo", by engine.
 FILES_BY_ENGINE = {
-    "pyo3": {*COMMON_FILES, "src/interpreter.rs", "src/rust_module.rs"},
+    "pyo3": {
+        *COMMON_FILES,
+        "src/interpreter.rs",
+        "src/onefile.rs",
+        "src/onefile_importer.py",
+        "src/rust_module.rs",
+    },
     "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs", "src/python_start.rs"},
 }
 # The default engine's.
@@ -325,6 +332,28 @@ class Place:
             input=stdin,
             capture_output=True,
             text=True,
+            timeout=300,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+
+    def run_bytes(
+        self,
+        argv: list[str],
+        cwd: Path,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """`run`, with stdin, stdout and stderr as bytes, exactly as the
+        command reads and writes them (no decoding, no newline translation)."""
+        cwd.mkdir(parents=True, exist_ok=True)
+        if self.root is not None:
+            return sidroot.run_bytes(self.root, argv, cwd=cwd, env=env, stdin=stdin, timeout=300)
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
             timeout=300,
             env={**os.environ, **(env or {})},
             check=False,

@@ -1,11 +1,12 @@
 """The parity cases: command lines run side by side through a built program and
-through the `python3` it links, compared on exit status, stdout and stderr
-(the two executables' paths made equal, and object addresses, which differ
-from run to run). Used by the end-to-end tests of both
-engines."""
+through the `python3` it links, compared on exit status and the bytes of
+stdout and stderr (the two executables' paths made equal, and what a case is
+known to print differently from run to run masked, such as object addresses).
+Used by the end-to-end tests of both engines."""
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ class Case:
     stdin: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # created in the working folder
+    # What the case prints differently in every run, replaced by "..." in both.
+    masks: tuple[re.Pattern[bytes], ...] = ()
 
 
-ADDRESS = re.compile(r"0x[0-9a-f]{6,}")
+ADDRESS = re.compile(rb"(?<= object at )0x[0-9a-f]+")  # in an object's repr
 FLAGS = "import sys; print(sys.flags)"
 PATHS = "import sys; print(sys.prefix, sys.base_prefix, sys.path[1:])"
 CASES = {
@@ -64,7 +67,7 @@ CASES = {
         env={"LC_ALL": "C.UTF-8"},
     ),
     "options": Case(["-b", "-B", "-d", "-E", "-O", "-q", "-s", "-S", "-u", "-R", "-c", FLAGS]),
-    "verbose": Case(["-v", "-c", "pass"]),
+    "verbose": Case(["-v", "-c", "pass"], masks=(ADDRESS,)),  # prints its loaders' reprs
     "x-options-known": Case(
         [
             "-X",
@@ -119,6 +122,13 @@ CASES = {
     ),
     "json-tool": Case(["-m", "json.tool", "--sort-keys"], stdin='{"b": 1, "a": [2]}'),
     "zip-app": Case(["app.zip", "x"]),  # the zip is made by the test
+    "raw-bytes": Case(
+        [
+            "-c",
+            "import sys; sys.stdout.buffer.write(b'a\\r\\nb\\rc\\xff\\n'); "
+            "sys.stderr.buffer.write(b'\\xfe\\r\\n')",
+        ]
+    ),
     "c-extensions": Case(["-c", "import _ssl, _sqlite3, _ctypes, _decimal, zlib; print('ok')"]),
     "signals": Case(
         [
@@ -157,12 +167,17 @@ def run_side_by_side(place: Place, binary: Path, name: str, cwd: Path) -> tuple[
     for name, text in case.files.items():
         (cwd / name).parent.mkdir(parents=True, exist_ok=True)
         (cwd / name).write_text(text)
+    stdin = None if case.stdin is None else case.stdin.encode()
     results = []
     for executable in (str(binary), place.python):
-        ran = place.run([executable, *case.args], cwd=cwd, stdin=case.stdin, env=case.env)
-        same = (ran.stdout + "\0" + ran.stderr).replace(executable, "PROGRAM")
-        same = ADDRESS.sub("0x...", same)  # object addresses (-v) differ between runs
-        results.append((ran.returncode, *same.split("\0")))
+        ran = place.run_bytes([executable, *case.args], cwd=cwd, stdin=stdin, env=case.env)
+        outputs = []
+        for output in (ran.stdout, ran.stderr):
+            output = output.replace(os.fsencode(executable), b"PROGRAM")
+            for mask in case.masks:
+                output = mask.sub(b"...", output)
+            outputs.append(output)
+        results.append((ran.returncode, *outputs))
     return results[0], results[1]
 
 
@@ -211,11 +226,15 @@ RUN_PROBE = (
 )
 
 
-# Python code that asks the allocator itself whether it owns the memory of
-# Python objects (ctypes finds its functions: build.rs exports the program's
-# symbols), with a pointer from the C library's malloc as the counter-check
-# (`counter_check`: pyembed's older jemalloc crashes on a pointer it does not
-# own, and its mimalloc also serves `malloc`).
+# Python code that asks the allocator itself whether it owns what Python
+# allocates: memory from each of Python's three allocator domains (raw, mem
+# and obj, through PyMem_RawMalloc, PyMem_Malloc and PyObject_Malloc, small
+# sizes that pymalloc would serve and a large one) and Python objects, with a
+# pointer from the C library's malloc as the counter-check (`counter_check`:
+# pyembed's older jemalloc crashes on a pointer it does not own, and its
+# mimalloc also serves `malloc`). ctypes finds the allocator's functions in
+# the program's exported symbols (pyembed's build.rs exports them; the pyo3
+# tests link these programs with --export-dynamic).
 OWNS = {
     "mimalloc": """
 owns = lib.mi_is_in_heap_region
@@ -238,9 +257,17 @@ def owns(pointer):
 }
 PYTHON_USES_IT = """
 import ctypes
-lib = ctypes.CDLL(None)
+lib, api = ctypes.CDLL(None), ctypes.pythonapi
 lib.malloc.restype = ctypes.c_void_p
 {owns}
+for domain in ("PyMem_RawMalloc", "PyMem_Malloc", "PyObject_Malloc"):
+    allocate, free = getattr(api, domain), getattr(api, domain.replace("Malloc", "Free"))
+    allocate.argtypes, allocate.restype = [ctypes.c_size_t], ctypes.c_void_p
+    free.argtypes = [ctypes.c_void_p]
+    for length in (8, 64, 512, 100_000):
+        pointer = allocate(length)
+        assert pointer and owns(pointer), f"{{domain}}({{length}}) is not the allocator's"
+        free(pointer)
 objects = [bytes(100_000), "x" * 50, 10**40, [1, 2, 3]]
 assert all(owns(id(o)) for o in objects), "a Python object is not the allocator's"
 if {counter_check}:

@@ -1,6 +1,7 @@
 """Checks of the relocatable program the two-step build makes (dist/NAME):
-run it moved elsewhere, with the Python it was built from hidden and an empty
-environment, and read its ELF files' dynamic sections."""
+run it moved elsewhere, with the Python it was built from and the build
+folders hidden and an empty environment, and read its ELF files' dynamic
+sections."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from . import sidroot
@@ -22,7 +23,13 @@ CHECKS = {
         None,
         "ok\n",
     ),
-    "json-tool": (["-m", "json.tool", "--sort-keys"], '{"b": 1, "a": 2}', None),
+    # Its output, not only its status: a program that dropped `-m json.tool`
+    # and ran stdin as a script would exit 0 too (the object is an expression).
+    "json-tool": (
+        ["-m", "json.tool", "--sort-keys"],
+        '{"b": 1, "a": 2}',
+        '{\n    "a": 2,\n    "b": 1\n}\n',
+    ),
     "multiprocessing-spawn": (
         [
             "-c",
@@ -36,28 +43,68 @@ CHECKS = {
 
 
 def moved(folder: Path, destination: Path) -> Path:
-    """A copy of the bundle folder somewhere else; returns the program in it."""
-    shutil.copytree(folder, destination, symlinks=True)
+    """The bundle folder moved (not copied) to `destination`, so nothing is
+    left where it was built; returns the program in it."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(folder, destination)
     return destination / folder.name
 
 
 def run_hidden(
-    program: Path, args: list[str], hidden: Path, empty: Path, stdin: str | None = None
+    program: Path,
+    args: list[str],
+    hidden: Sequence[Path],
+    empty: Path,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`env -i PROGRAM ARGS` in a mount namespace of its own where `hidden` (the
-    build Python's prefix) is an empty folder: no Python and no environment."""
+    """`env -i PROGRAM ARGS` in a mount namespace of its own where each of
+    `hidden` (the build Python's prefix, the project with its target/out, the
+    cargo target folder) is an empty folder: no Python, no build output and no
+    environment."""
     require("unshare")
     empty.mkdir(parents=True, exist_ok=True)
-    script = 'mount --bind "$1" "$2" && shift 2 && cd / && exec env -i "$@"'
+    script = (
+        'empty="$1"; count="$2"; shift 2; '
+        'while [ "$count" -gt 0 ]; do mount --bind "$empty" "$1" || exit 125; '
+        "shift; count=$((count - 1)); done; "
+        'cd / && exec env -i "$@"'
+    )
     return subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script, "sh", str(empty), str(hidden),
-         str(program), *args],
+        ["unshare", "--mount", "sh", "-c", script, "sh", str(empty), str(len(hidden)),
+         *map(str, hidden), str(program), *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )  # fmt: skip
+
+
+# Where the moved program finds Python: its prefix, a standard module's file
+# and sys.path, all inside the bundle. (-s: the user's own site-packages,
+# which python adds too when it exists, is no part of a bundle.)
+WHERE = (
+    "import os, sys; print(sys.prefix); print(os.__file__); "
+    "print(*[entry for entry in sys.path if entry], sep='\\n')"
+)
+
+
+def check_moved(
+    run: Callable[[list[str], str | None], subprocess.CompletedProcess[str]], program: Path
+) -> None:
+    """Every CHECKS case passes when `run(ARGS, STDIN)` runs the moved
+    `program`, and Python's prefix, `os.__file__` and every `sys.path` entry
+    lie inside the program's folder."""
+    for name, (args, stdin, expected) in CHECKS.items():
+        ran = run(args, stdin)
+        assert (ran.returncode, ran.stdout) == (0, expected), f"{name}: {ran.stderr}"
+    where = run(["-s", "-c", WHERE], None)
+    assert where.returncode == 0, where.stderr
+    prefix, os_file, *path = where.stdout.splitlines()
+    assert prefix == str(program.parent)
+    outside = [entry for entry in [os_file, *path] if not Path(entry).is_relative_to(prefix)]
+    assert path, where.stdout
+    assert not outside, where.stdout
 
 
 def absolute_paths(folder: Path) -> dict[str, list[str]]:
@@ -104,7 +151,7 @@ def machine_paths(folder: Path, project: Path, prefix: Path) -> dict[str, list[s
 
 def check_in_minimal_root(root: Path, folder: Path, elsewhere: Path) -> None:
     """The bundle `folder`, moved into `elsewhere`, run inside the minimal Debian
-    `root`, which has no Python, OpenSSL or SQLite of its own: every CHECKS case
+    `root`, which has no Python, OpenSSL or SQLite of its own: `check_moved`
     passes, and `six` (installed with --requirements) imports from the bundle."""
     lib = root / "usr" / "lib" / "x86_64-linux-gnu"
     assert not list(lib.glob("libssl.so*"))
@@ -112,10 +159,12 @@ def check_in_minimal_root(root: Path, folder: Path, elsewhere: Path) -> None:
     assert not list((root / "usr" / "bin").glob("python3*"))
     program = moved(folder, elsewhere / folder.name)
     with sidroot.mounted(root, [program.parent.parent]):
-        for name, (args, stdin, expected) in CHECKS.items():
-            ran = sidroot.run(root, [str(program), *args], cwd=Path("/"), stdin=stdin)
-            assert ran.returncode == 0, f"{name}: {ran.stderr}"
-            assert expected is None or ran.stdout == expected, name
+        check_moved(
+            lambda args, stdin: sidroot.run(
+                root, [str(program), *args], cwd=Path("/"), stdin=stdin
+            ),
+            program,
+        )
         code = "import six, sys; print(six.__file__.startswith(sys.prefix), sys.prefix)"
         ran = sidroot.run(root, [str(program), "-c", code], cwd=Path("/"))
     assert ran.stdout == f"True {program.parent}\n", ran.stderr

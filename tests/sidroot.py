@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 from plumbum import local
 
@@ -175,6 +175,20 @@ def run(
     return _execute(command(root, argv, cwd=cwd, env=env), stdin=stdin, timeout=timeout)
 
 
+def run_bytes(
+    root: Path,
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 1800,
+) -> subprocess.CompletedProcess[bytes]:
+    """`run`, with stdin, stdout and stderr as bytes, exactly as the program
+    reads and writes them (no decoding, no newline translation)."""
+    return _execute(command(root, argv, cwd=cwd, env=env), stdin=stdin, timeout=timeout, text=False)
+
+
 def command(
     root: Path, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None
 ) -> list[str]:
@@ -220,16 +234,20 @@ def _marker_text(suite: str, packages: Sequence[str]) -> str:
 
 
 def _execute(
-    argv: Sequence[str], *, stdin: str | None = None, timeout: float | None
-) -> subprocess.CompletedProcess[str]:
-    """argv in a process group of its own, output captured as text. If the wait
-    ends early (timeout, Ctrl-C, SIGTERM), the whole group is killed (cargo's
-    rustc children, debootstrap's dpkg), then the exception goes on."""
+    argv: Sequence[str],
+    *,
+    stdin: str | bytes | None = None,
+    timeout: float | None,
+    text: bool = True,
+) -> subprocess.CompletedProcess[Any]:
+    """argv in a process group of its own, output captured as text (UTF-8,
+    newlines translated), or as bytes unless `text`. If the wait ends early
+    (timeout, Ctrl-C, SIGTERM), the whole group is killed (cargo's rustc
+    children, debootstrap's dpkg), then the exception goes on."""
+    decoding: dict[str, str] = {"encoding": "utf-8", "errors": "replace"} if text else {}
     process = cast(  # plumbum's Popen wrapper passes everything on to a subprocess.Popen
-        "subprocess.Popen[str]",
-        local[argv[0]][list(argv[1:])].popen(
-            stdin=subprocess.PIPE, new_session=True, encoding="utf-8", errors="replace"
-        ),
+        "subprocess.Popen[Any]",
+        local[argv[0]][list(argv[1:])].popen(stdin=subprocess.PIPE, new_session=True, **decoding),
     )
     try:
         stdout, stderr = process.communicate(stdin, timeout=timeout)

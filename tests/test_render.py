@@ -268,7 +268,9 @@ def test_default_pyembed_cargo_toml_declares_every_feature_with_standalone_as_de
     }
 
 
-def test_default_pyo3_cargo_toml_has_two_build_modes_and_every_allocator_feature(project):
+def test_default_pyo3_cargo_toml_has_two_build_modes_every_allocator_and_onefile_feature(
+    project,
+):
     features = toml(project(), "Cargo.toml")["features"]
 
     assert features == {
@@ -281,6 +283,7 @@ def test_default_pyo3_cargo_toml_has_two_build_modes_and_every_allocator_feature
         "allocator-jemalloc": ["dep:tikv-jemalloc-sys"],
         "allocator-mimalloc": ["dep:libmimalloc-sys"],
         "allocator-snmalloc": ["dep:snmalloc-sys"],
+        "onefile": ["dep:lz4_flex"],
     }
 
 

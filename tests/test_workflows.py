@@ -132,7 +132,9 @@ def test_actionlint_and_zizmor_catch_a_broken_workflow(rendered, tmp_path: Path)
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_action_is_pinned_to_a_full_commit_sha_with_its_version(rendered, variant):
-    for path in workflows(rendered[variant]):
+    paths = workflows(rendered[variant])
+    assert [path.name for path in paths] == ["ci.yml", "release.yml"]
+    for path in paths:
         uses = [line for line in path.read_text().splitlines() if "uses:" in line]
         assert uses, path
         for line in uses:
