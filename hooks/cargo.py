@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -16,7 +17,6 @@ from typing import IO
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
-from .artifacts import Artifacts
 from .project import Project
 from .report import HookError, last_line, note
 
@@ -98,10 +98,12 @@ def package(project: Project) -> dict:
     raise HookError(f"cargo metadata does not list {root}.", "Check Cargo.toml.")
 
 
-def prebuilt_features(default: list[str], windows: bool) -> list[str]:
-    """The default features with build-mode-prebuilt-artifacts as the build mode,
-    so allocators stay what the project (and its interpreter config) chose."""
-    features = ["build-mode-prebuilt-artifacts"]
+def prebuilt_features(
+    default: list[str], windows: bool, mode: str = "build-mode-prebuilt-artifacts"
+) -> list[str]:
+    """The default features with `mode` as the build mode, so allocators stay
+    what the project (and its interpreter config) chose."""
+    features = [mode]
     features += [f for f in default if not f.startswith("build-mode-")]
     if windows and any(f in features for f in JEMALLOC_FEATURES):
         note("jemalloc does not exist on Windows: building without the jemalloc features.")
@@ -111,19 +113,20 @@ def prebuilt_features(default: list[str], windows: bool) -> list[str]:
 
 def build(
     project: Project,
-    artifacts: Artifacts,
+    environment: Mapping[str, str],
     features: list[str],
     target_triple: str | None,
     release: bool,
 ) -> Path:
-    """Run cargo with the artifacts; stream its output; return the executable."""
+    """Run cargo with `environment` added (the artifacts' PYO3_CONFIG_FILE...);
+    stream its output; return the project's executable."""
     args = ["build", "--no-default-features", "--features", " ".join(features)]
     args += ["--message-format", "json-render-diagnostics"]
     if release:
         args.append("--release")
     if target_triple:
         args += ["--target", target_triple]
-    env = artifacts.environment
+    env = dict(environment)
     if sys.stderr.isatty():
         args += ["--color", "always"]  # cargo sees a pipe; keep the terminal's colours
     cargo = local[tool("cargo")][args]
@@ -140,7 +143,9 @@ def build(
         try:
             for line in process.stdout:
                 message = _json(line)
-                if message.get("reason") == "compiler-artifact" and message.get("executable"):
+                built = message.get("reason") == "compiler-artifact" and message.get("executable")
+                # The project's own program, rather than another binary target.
+                if built and (executable is None or message["target"]["name"] == project.name):
                     executable = message["executable"]
         except KeyboardInterrupt:
             # Stop cargo too (a Ctrl-C reaches it anyway; a signal to us alone does not).

@@ -16,6 +16,7 @@ import argparse
 import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +90,25 @@ def parser() -> argparse.ArgumentParser:
         run_check_answers,
         "Check that .copier-answers.yml agrees with the project (a pre-commit hook).",
     )
+    run = add(
+        "run",
+        run_dev,
+        "The development loop: install the app's dependencies (python/pyproject.toml, "
+        "--requirements) into target/dev when they change, cargo build, then run "
+        "target/debug/NAME ARGS, which imports the app from python/ as it is now.",
+    )
+    run.add_argument(
+        "--requirements",
+        type=Path,
+        metavar="FILE",
+        help="more Python packages, as the build installs them (pip's format)",
+    )
+    run.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        metavar="ARGS",
+        help="the program's arguments (after --, if the first starts with -)",
+    )
     migrate_command = add(
         "migrate",
         run_migrate,
@@ -154,10 +174,13 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def check(project: Project, python_path: str | None, pointer_width: int | None) -> Interpreter:
-    """Report the interpreter PyO3 will pick and why; raise if it cannot be embedded."""
+def check(
+    project: Project, python_path: str | None, pointer_width: int | None, quiet: bool = False
+) -> Interpreter:
+    """Report the interpreter PyO3 will pick and why (unless `quiet`); raise
+    if it cannot be embedded."""
     support = project.support
-    with step("Checking the Python the build will link"):
+    with step("Checking the Python the build will link", quiet):
         if python_path:
             candidate = Candidate(python_path, "--python was given")
         else:
@@ -167,16 +190,49 @@ def check(project: Project, python_path: str | None, pointer_width: int | None) 
         except HookError as error:
             alternatives = interpreter.installed(support)
             raise HookError(error.problem, interpreter.fix_text(support, alternatives)) from None
-        say(f"Python: {python.describe}, chosen because {candidate.reason} ({PYO3_RULE}).")
+        if not quiet:
+            say(f"Python: {python.describe}, chosen because {candidate.reason} ({PYO3_RULE}).")
         if interpreter.problems(python, support, pointer_width):
             interpreter.vet(python, support, pointer_width, interpreter.installed(support))
-        library = python.libpython()
-        say(
-            f"It links {library}"
-            + (", which build.rs finds at run time through an rpath." if python.shared else ".")
-            + f" {support.name} supports CPython {support.python_range}: good."
-        )
+        if not quiet:
+            say(
+                f"It links {python.libpython()}"
+                + (", which build.rs finds at run time through an rpath." if python.shared else ".")
+                + f" {support.name} supports CPython {support.python_range}: good."
+            )
     return python
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    """`tools/hooks run ARGS`: the debug program with the app's dependencies,
+    as cargo builds it (standalone: the Python PyO3 finds), run from here."""
+    from . import cargo, packages
+
+    project = Project.at(args.project)
+    python = check(project, args.python, None, quiet=True)
+    app = packages.app_folder(project.root)
+    dev = project.root / "target" / "dev"
+    site_packages = dev / "site-packages"
+    requirements = args.requirements
+    if packages.install(
+        site_packages, python, app, requirements, str(site_packages), dev / packages.STAMP,
+        live_app=True,
+    ):  # fmt: skip
+        note(f"Installed the app's dependencies for development into {site_packages}.")
+    features = cargo.prebuilt_features(
+        cargo.package(project)["features"].get("default", []),
+        sys.platform == "win32",
+        "build-mode-standalone",
+    )
+    binary = cargo.build(project, {}, features, None, release=False)
+    program_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    try:
+        return subprocess.run([str(binary), *program_args], check=False).returncode
+    except OSError as error:
+        raise HookError(
+            f"{binary} cannot be run ({error.strerror or error}).",
+            "Check that cargo built it for this machine.",
+        ) from error
 
 
 def run_check_answers(args: argparse.Namespace) -> int:
@@ -266,7 +322,7 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         features = cargo.prebuilt_features(package["features"].get("default", []), target.windows)
         say(f"Features: {' '.join(features)}")
         say("Environment: " + " ".join(f"{k}={v}" for k, v in made.environment.items()))
-        binary = cargo.build(project, made, features, args.target, not args.debug)
+        binary = cargo.build(project, made.environment, features, args.target, not args.debug)
     with step("The relocatable program"):
         result = bundle.assemble(
             project, binary, made.runtime_lib, package["version"], target.triple, args.portable

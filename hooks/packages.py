@@ -83,10 +83,14 @@ def install(
     requirements: Path | None,
     recorded_as: str,
     stamp: Path,
+    live_app: bool = False,
 ) -> bool:
     """Make `site_packages` hold `app` and the packages of `requirements`
     (either may be None) as they are now; `recorded_as` is the folder's path
-    inside the bundle, which the .pyc files record. Returns whether pip ran."""
+    inside the bundle, which the .pyc files record. With `live_app` (the
+    development loop, where the program imports the app from its source
+    folder), only a change to the app's pyproject.toml installs it again.
+    Returns whether pip ran."""
     if app is None and requirements is None:
         if site_packages.exists():
             shutil.rmtree(site_packages)
@@ -97,7 +101,9 @@ def install(
     sources = Sources()
     if requirements is not None:
         sources = read_requirements(requirements)
-    if app is not None:
+    if app is not None and live_app:
+        sources.requirements.insert(0, app / "pyproject.toml")
+    elif app is not None:
         sources.local.insert(0, app)
     made_from = sources.fingerprint(python)
     stamp.unlink(missing_ok=True)  # an interrupted install is never taken for done

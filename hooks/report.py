@@ -63,8 +63,11 @@ def code(lines: str) -> None:
 
 
 @contextmanager
-def step(title: str) -> Iterator[None]:
-    """A header before a step and its duration after it."""
+def step(title: str, quiet: bool = False) -> Iterator[None]:
+    """A header before a step and its duration after it (neither if `quiet`)."""
+    if quiet:
+        yield
+        return
     print(f"\n==> {title}", flush=True)
     start = time.monotonic()
     try:

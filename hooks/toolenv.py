@@ -105,10 +105,11 @@ class ToolEnv:
 
 
 def building(argv: Sequence[str]) -> bool:
-    """Whether the command line runs the build: `build`, or `after-copy --build`."""
+    """Whether the command line runs the build: `build`, `after-copy --build`,
+    or `run` (the development loop installs packages as the build does)."""
     words = [word for word in argv if not word.startswith("-")]
     command = words[0] if words else ""
-    if command == "build":
+    if command in ("build", "run"):
         return True
     flags = [word for word in argv if word in ("--build", "--no-build")]
     return command == "after-copy" and bool(flags) and flags[-1] == "--build"
@@ -380,6 +381,8 @@ def run_where_the_tools_are(argv: Sequence[str]) -> None:
     needed = lacking(build, "--onefile" in argv)
     what = "The build" if build else "tools/hooks"
     rerun = f"python3 tools/hooks {'build' if build else 'check'}"
+    if words(argv)[:1] == ["run"]:
+        what, rerun = "tools/hooks run", "python3 tools/hooks run"
     if guard is None and not needed:
         return  # the usual case (a copy's check, with Copier's Python): nothing more to import
     import json

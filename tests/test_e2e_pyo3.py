@@ -13,6 +13,7 @@ Builds share one CARGO_TARGET_DIR per linked interpreter.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -614,9 +615,12 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
                             cwd=tmp_path).stdout.strip())  # fmt: skip
 
     def run_moved(*args: str) -> subprocess.CompletedProcess[str]:
-        moved_to = tmp_path / f"elsewhere-{len(list(tmp_path.glob('elsewhere-*')))}"
-        program = relocation.moved(folder, moved_to / "shipped")
-        return relocation.run_hidden(program, list(args), [prefix, project], tmp_path / "empty")
+        """The program in a copy of dist/shipped elsewhere, with the project
+        and the build Python hidden."""
+        copy = tmp_path / f"elsewhere-{len(list(tmp_path.glob('elsewhere-*')))}" / "shipped"
+        shutil.copytree(folder, copy, symlinks=True)
+        return relocation.run_hidden(copy / "shipped", list(args), [prefix, project],
+                                     tmp_path / "empty")  # fmt: skip
 
     ran = run_moved("<b>")
     assert (ran.returncode, ran.stdout) == (0, "Hello &lt;b&gt; local speedups=True\n"), ran.stderr
