@@ -13,6 +13,7 @@ Builds share one CARGO_TARGET_DIR per linked interpreter.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -201,31 +202,78 @@ def test_a_venv_made_by_the_program_has_the_program_as_its_base_as_python_does(
         assert "home = BASEDIR\n" in ours[3]
 
 
+def side_by_side(place: Place, binary: Path, ours: list[str], theirs: list[str], cwd: Path):
+    """(status, stdout, stderr) of the program and of its python, the
+    executables' paths made equal."""
+    mine = place.run([str(binary), *ours], cwd=cwd)
+    python = place.run([place.python, *theirs], cwd=cwd)
+    return [
+        (ran.returncode, ran.stdout.replace(path, "PROGRAM"), ran.stderr)
+        for ran, path in ((mine, str(binary)), (python, place.python))
+    ]
+
+
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
-def test_module_run_mode_is_python_dash_m(place: Place, builds: Builds, tmp_path: Path) -> None:
-    _, binary = builds.get(place, "runmod", {"run_mode": "module", "run_module": "probe"})
+def test_module_run_mode_is_python_dash_i_dash_m_and_without_isolation_python_dash_m(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
     (tmp_path / "probe.py").write_text(RUN_PROBE + "\nraise SystemExit(len(sys.argv))\n")
-    ours = place.run([str(binary), "a", "-X", "dev", "--version"], cwd=tmp_path)
-    theirs = place.run([place.python, "-m", "probe", "a", "-X", "dev", "--version"], cwd=tmp_path)
-    assert (ours.returncode, ours.stdout.replace(str(binary), "PROGRAM"), ours.stderr) == (
-        theirs.returncode,
-        theirs.stdout.replace(place.python, "PROGRAM"),
-        theirs.stderr,
-    )
-    assert ours.returncode == 5
+    args = ["a", "-X", "dev", "--version"]
+    # Isolated, as `python -I -m`: the current folder is not on sys.path.
+    _, binary = builds.get(place, "runmod", {"run_mode": "module", "run_module": "probe"})
+    ours, theirs = side_by_side(place, binary, args, ["-I", "-m", "probe", *args], tmp_path)
+    assert ours == theirs
+    assert "No module named probe" in ours[2]
+    # The python-environment feature turns isolation off: `python -m`.
+    _, binary = builds.get(
+        place, "runmod-env", {"run_mode": "module", "run_module": "probe"},
+        "--features", "python-environment",
+    )  # fmt: skip
+    ours, theirs = side_by_side(place, binary, args, ["-m", "probe", *args], tmp_path)
+    assert ours == theirs
+    assert ours[0] == 5
 
 
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
-def test_code_run_mode_is_python_dash_c(place: Place, builds: Builds, tmp_path: Path) -> None:
+def test_code_run_mode_is_python_dash_i_dash_c(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
     _, binary = builds.get(place, "runcode", {"run_mode": "code", "run_code": RUN_PROBE})
-    ours = place.run([str(binary), "a", "-c", "b"], cwd=tmp_path)
-    theirs = place.run([place.python, "-c", RUN_PROBE, "a", "-c", "b"], cwd=tmp_path)
-    assert (ours.returncode, ours.stdout.replace(str(binary), "PROGRAM"), ours.stderr) == (
-        theirs.returncode,
-        theirs.stdout.replace(place.python, "PROGRAM"),
-        theirs.stderr,
-    )
-    assert "['-c', 'a', '-c', 'b'] ''" in ours.stdout
+    args = ["a", "-c", "b"]
+    ours, theirs = side_by_side(place, binary, args, ["-I", "-c", RUN_PROBE, *args], tmp_path)
+    assert ours == theirs
+    assert "['-c', 'a', '-c', 'b']" in ours[1]
+
+
+@pytest.mark.parametrize("place", minors("3.9", "3.12"), indirect=True)
+def test_the_app_ignores_python_variables_and_the_current_folder_unless_told_otherwise(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    # The app's package also in the current folder and on PYTHONPATH, with a
+    # sitecustomize module there; PYTHONHOME pointing nowhere.
+    for folder in (tmp_path, tmp_path / "path"):
+        (folder / "runiso").mkdir(parents=True)
+        (folder / "runiso" / "__init__.py").write_text("def main(): print('hijacked')\n")
+    (tmp_path / "path" / "sitecustomize.py").write_text("print('sitecustomize ran')\n")
+    tries = {
+        "cwd": {},
+        "pythonpath": {"PYTHONPATH": str(tmp_path / "path")},
+        "pythonhome": {"PYTHONHOME": str(tmp_path / "nowhere")},
+    }
+    answers = {"run_mode": "module"}  # runs runiso:main, the app in python/
+    _, binary = builds.get(place, "runiso", answers)
+    for name, env in tries.items():
+        ran = place.run([str(binary), "you"], cwd=tmp_path, env=env)
+        assert (ran.returncode, ran.stdout) == (0, "Hello, you!\n"), (name, ran.stderr)
+    # The control: with the python-environment feature, each counts.
+    _, binary = builds.get(place, "runiso-env", answers, "--features", "python-environment")
+    ran = place.run([str(binary), "you"], cwd=tmp_path, env=tries["cwd"])
+    assert ran.stdout == "hijacked\n"
+    ran = place.run([str(binary), "you"], cwd=tmp_path / "path", env=tries["pythonpath"])
+    assert ran.stdout.startswith("sitecustomize ran\n")
+    ran = place.run([str(binary), "you"], cwd=tmp_path, env=tries["pythonhome"])
+    assert ran.returncode != 0
+    assert "No module named 'encodings'" in ran.stderr
 
 
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
@@ -545,31 +593,41 @@ dependencies = ["click>=8,<9", "MarkupSafe>=2,<4"]
 requires = ["flit_core>=3.9,<4"]
 build-backend = "flit_core.buildapi"
 """
-APP_MAIN = """\
+APP_INIT = """\
 import json
+import multiprocessing
 
 import click
 import localdep
 import markupsafe
 from markupsafe import _speedups
 
-from . import GREETING
+from . import work
 
 
 @click.command()
 @click.argument("name", default="world")
 @click.option("--fail", is_flag=True, help="Raise an exception in the app.")
 @click.option("--bad-json", is_flag=True, help="Raise one in the standard library.")
-def main(name, fail, bad_json):
+@click.option("--pool", is_flag=True, help="Square 1, 2, 3 in spawned processes.")
+def main(name, fail, bad_json, pool):
     if fail:
         raise RuntimeError("failed on purpose")
     if bad_json:
         json.loads("{")
+    if pool:
+        with multiprocessing.get_context("spawn").Pool(2) as workers:
+            click.echo(workers.map(work.square, [1, 2, 3]))
+        return
     speedups = _speedups.__file__.endswith(".so")  # MarkupSafe's C extension
-    click.echo(f"{GREETING} {markupsafe.escape(name)} {localdep.WORD} speedups={speedups}")
+    greeting = f"{work.GREETING} {markupsafe.escape(name)} {localdep.WORD}"
+    click.echo(f"{greeting} speedups={speedups}")
+"""
+APP_MAIN = """\
+from hello import main
 
-
-main()
+if __name__ == "__main__":
+    main()
 """
 
 
@@ -578,8 +636,11 @@ def write_app(project: Path, greeting: str) -> None:
     app = project / "python"
     (app / "hello").mkdir(parents=True, exist_ok=True)
     (app / "pyproject.toml").write_text(APP_PYPROJECT)
-    (app / "hello" / "__init__.py").write_text(f'"""Hello."""\nGREETING = "{greeting}"\n')
+    (app / "hello" / "__init__.py").write_text(APP_INIT)
     (app / "hello" / "__main__.py").write_text(APP_MAIN)
+    (app / "hello" / "work.py").write_text(
+        f'GREETING = "{greeting}"\n\n\ndef square(x):\n    return x * x\n'
+    )
     dep = project / "deps" / "localdep"
     dep.mkdir(parents=True, exist_ok=True)
     (dep / "pyproject.toml").write_text(
@@ -592,7 +653,8 @@ def write_app(project: Path, greeting: str) -> None:
 def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
-    answers = {"project_name": "shipped", "run_mode": "module", "run_module": "hello"}
+    # The app is python/hello; the program runs hello:main (run_module's default).
+    answers = {"project_name": "shipped", "python_package": "hello", "run_mode": "module"}
     project = render(tmp_path / "shipped", answers)
     write_app(project, "Hello")
     (project / "deps" / "requirements.txt").write_text("./localdep\n")
@@ -624,6 +686,11 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
 
     ran = run_moved("<b>")
     assert (ran.returncode, ran.stdout) == (0, "Hello &lt;b&gt; local speedups=True\n"), ran.stderr
+    # The program's own name in click's usage, and spawned workers that work.
+    usage = run_moved("--help")
+    assert usage.stdout.startswith("Usage: shipped [OPTIONS] [NAME]\n"), usage.stdout
+    pool = run_moved("--pool")
+    assert (pool.returncode, pool.stdout) == (0, "[1, 4, 9]\n"), pool.stderr
     # Nothing in the bundle, binary files included, names this machine's
     # folders; no script with this machine's Python as its first line.
     assert relocation.machine_paths(folder, project, prefix) == {}
@@ -634,7 +701,7 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     failed = run_moved("--fail")
     assert failed.returncode == 1
     assert "RuntimeError: failed on purpose" in failed.stderr
-    assert "/shipped/lib/python3.12/site-packages/hello/__main__.py" in failed.stderr
+    assert "/shipped/lib/python3.12/site-packages/hello/__init__.py" in failed.stderr
     assert str(project) not in failed.stderr
     bad_json = run_moved("--bad-json")
     assert 'File "lib/python3.12/json/decoder.py"' in bad_json.stderr, bad_json.stderr
@@ -645,7 +712,8 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     assert "since the last build: not installed again" in flat(again.stdout)
     assert "Compiling" not in again.stderr
     # A change to a file of the app is in the next build.
-    (project / "python" / "hello" / "__init__.py").write_text('GREETING = "Goodbye"\n')
+    work = project / "python" / "hello" / "work.py"
+    work.write_text(work.read_text().replace("Hello", "Goodbye"))
     edited = build()
     assert edited.returncode == 0, edited.stdout + edited.stderr
     assert run_moved("you").stdout == "Goodbye you local speedups=True\n"
@@ -660,3 +728,76 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     assert "Remove the -e (--editable)" in flat(editable.stderr)
     assert relocation.machine_paths(folder, project, prefix) == {}
     assert not list(site_packages.glob("__editable__*"))
+
+
+# ---- The closing hints of copy and build ----
+
+
+def hinted_commands(text: str, after: str) -> list[str]:
+    """The indented command lines that follow the line holding `after`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if after in line) + 1
+    while start < len(lines) and not lines[start].startswith("    "):
+        start += 1
+    commands = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        commands.append(line.strip())
+    return commands
+
+
+@pytest.mark.parametrize("run_mode", ["repl", "module", "code", "rust"])
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_the_closing_hints_of_copy_and_build_run_in_each_run_mode(
+    place: Place, builds: Builds, tmp_path: Path, run_mode: str
+) -> None:
+    name = f"hint-{run_mode}"
+    project = tmp_path / name
+    made = copy_cli(project, f"project_name={name}", f"run_mode={run_mode}",
+                    env={"PYO3_PYTHON": place.python})  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    # Copier's message: cd, cargo build, then the program.
+    cd, build, program = hinted_commands(made.stderr, "Build and run it with plain cargo")
+    assert shlex.split(cd) == ["cd", str(project)]
+    assert build == "cargo build"
+    built = place.built(project, builds.target_dir(place))
+    argv = shlex.split(program)
+    assert argv[0] == f"./target/debug/{name}"
+    ran = place.run([str(built), *argv[1:]], cwd=project)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "No module named" not in ran.stderr
+
+    # The build's: the bundled program.
+    env = {
+        **os.environ,
+        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
+        "PYO3_PYTHON": place.python,
+    }
+    bundled = subprocess.run([sys.executable, "tools/hooks", "build"], cwd=project, env=env,
+                             capture_output=True, text=True, timeout=1800, check=False)  # fmt: skip
+    assert bundled.returncode == 0, bundled.stdout + bundled.stderr
+    (hint,) = hinted_commands(bundled.stdout, "Try it:")
+    assert shlex.split(hint)[0] == str(project / "dist" / name / name)
+    ran = place.run(shlex.split(hint), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "No such option" not in ran.stderr
+    if run_mode != "rust":
+        return
+
+    # run_mode=rust: Rust calls the app's greet() and uses what it returns,
+    # from the folder moved elsewhere with the build Python hidden; an
+    # exception raised in Python prints its traceback and exits with 1.
+    folder = project / "dist" / name
+    prefix = Path(place.run([place.python, "-c", "import sys; print(sys.base_prefix)"],
+                            cwd=tmp_path).stdout.strip())  # fmt: skip
+    program = relocation.moved(folder, tmp_path / "elsewhere" / name)
+    hidden = [prefix, project]
+    ran = relocation.run_hidden(program, ["Ann", "2"], hidden, tmp_path / "empty")
+    expected = "HELLO, ANN! HELLO, ANN! (4 words, counted in Rust)\n"
+    assert (ran.returncode, ran.stdout) == (0, expected), ran.stderr
+    raised = relocation.run_hidden(program, ["Ann", "0"], hidden, tmp_path / "empty")
+    assert raised.returncode == 1
+    assert raised.stderr.startswith("Traceback (most recent call last):\n"), raised.stderr
+    assert f'{program.parent}/lib/python3.12/site-packages/hint_rust/__init__.py"' in raised.stderr
+    assert raised.stderr.endswith("ValueError: times must be at least 1, not 0\n")
