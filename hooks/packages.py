@@ -263,9 +263,10 @@ def run_pip(
         what += ["--requirement", str(requirements.resolve())]
     if app is not None:
         what.append(str(app.resolve()))
-    pip = local[python.executable][
-        ["-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-compile",
-         "--target", str(site_packages.resolve()), *what]
+    program, *options = pip_for(python)
+    pip = local[program][
+        [*options, "install", "--no-input", "--disable-pip-version-check",
+         "--no-compile", "--target", str(site_packages.resolve()), *what]
     ]  # fmt: skip
     folder = requirements.resolve().parent if requirements is not None else Path.cwd()
     with local.cwd(folder):
@@ -281,6 +282,29 @@ def run_pip(
             "Fix the requirements (or install pip for that Python: python3 -m ensurepip), "
             "then run the build again.",
         )
+
+
+def pip_for(python: Interpreter) -> list[str]:
+    """pip for the vetted interpreter: its own, or, when it has none (Debian's
+    python3 without python3-pip), this Python's pip run for it with
+    `--python` (pip 22.3 and later), which installs with that interpreter."""
+    found = local[python.executable][
+        "-S", "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('pip') is None)"
+    ].run(retcode=None, timeout=PIP_TIMEOUT)[0]
+    if found == 0:
+        return [python.executable, "-m", "pip"]
+    try:
+        from pip import __version__ as version
+    except ImportError:
+        version = "0"
+    if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) >= (22, 3):
+        return [sys.executable, "-m", "pip", "--python", python.executable]
+    raise HookError(
+        f"{python.describe} has no pip, which installs the app and its packages into the "
+        "program (and neither has the Python running the hooks).",
+        "Install pip for it (Debian and Ubuntu: sudo apt install python3-pip; elsewhere: "
+        f"{python.executable} -m ensurepip), then run the build again.",
+    )
 
 
 def clean(site_packages: Path) -> None:

@@ -251,3 +251,21 @@ def test_sysconfigdata_names_no_build_prefix_and_gives_the_same_values_from_its_
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert (ran.returncode, ran.stdout) == (0, "True\n"), flat(ran.stderr)
+
+
+def test_an_interpreter_without_pip_gets_this_pythons_pip_run_for_it(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    without = probe(Candidate(str(bare / "bin" / "python"), "test"))
+    assert packages.pip_for(without) == [
+        sys.executable, "-m", "pip", "--python", without.executable
+    ]  # fmt: skip
+    # It installs for that interpreter, offline: the wheel ensurepip carries.
+    import ensurepip
+
+    (wheel,) = (Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl")
+    (requirements := tmp_path / "requirements.txt").write_text(f"{wheel}\n")
+    site = tmp_path / "site-packages"
+    with local.env(PIP_NO_INDEX="1"):
+        packages.run_pip(without, site, None, requirements)
+    assert (site / "pip" / "__init__.py").is_file()
