@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from plumbum import local
 
-from hooks import artifacts, cargo, cli, runtime
+from hooks import artifacts, cargo, cli, packages, runtime
 from hooks.interpreter import Candidate, probe
 from hooks.project import Project
 from hooks.report import HookError, paragraph
@@ -62,6 +62,9 @@ def quick_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
         return runtime.Runtime(lib, "python3.x")
 
     monkeypatch.setattr(runtime, "make", make)
+    # Nor about the app and its packages (test_packages.py and the end-to-end
+    # tests install them with pip).
+    monkeypatch.setattr(packages, "install", lambda *args, **kwargs: False)
 
 
 @pytest.fixture(scope="module")
