@@ -334,7 +334,15 @@ def write_runtime(directory: Path, python: Interpreter, requirements: Path | Non
     made = runtime.make(directory / RUNTIME, python)
     if requirements is not None:
         runtime.install_requirements(directory / RUNTIME, made, python, requirements)
-    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib)))
+    extra = []
+    if python.sysroot:
+        # A cross linker does not look in the target's library folders for the
+        # libraries libpython needs (libz, libexpat): build.rs passes this on.
+        folders = runtime.sysroot_library_paths(python.sysroot)["conf"]
+        extra.append(f"cargo:rustc-link-arg=-Wl,-rpath-link,{':'.join(folders)}")
+    write_if_changed(
+        directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib), extra=extra)
+    )
 
 
 def write_if_changed(path: Path, text: str) -> None:

@@ -78,6 +78,10 @@ GLIBC = {
     "libnsl.so.1",
     *LOADERS,
 }
+# What `--portable` expects from the target system: the C library and libgcc_s
+# (Debian's libc6 and libgcc-s1, in every glibc system). Not the longer list of a
+# manylinux policy: a minimal Debian has no libexpat, which it takes for granted.
+PORTABLE_ALLOWED = GLIBC | {"libgcc_s.so.1"}
 STAMP = ".made-from.json"
 # The fix when a tool is missing: tools/hooks/__main__.py checks for them all
 # before a build, and runs it where they are (toolenv.py).
@@ -160,7 +164,10 @@ def make(directory: Path, python: Interpreter) -> Runtime:
             "Make the project's target folder writable, then run the build again.",
         ) from error
     compile_sourceless(python, target)
-    strip_debug_information(runtime.lib)
+    # A target's libraries need the target's binutils (aarch64-linux-gnu-strip).
+    strip_debug_information(
+        runtime.lib, f"{python.machine}-linux-gnu-strip" if python.emulated else "strip"
+    )
     # libpython needs nothing beside it; extension modules find libpython and
     # (with --portable) the copied libraries two folders up.
     patchelf("--set-rpath", "$ORIGIN", str(library))
@@ -188,7 +195,7 @@ def install_requirements(directory: Path, made: Runtime, python: Interpreter, fi
         return
     if site_packages.exists():
         shutil.rmtree(site_packages)
-    pip = local[python.executable][
+    pip = python.command()[
         "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
         "--target", str(site_packages), "--requirement", str(file),
     ]  # fmt: skip
@@ -203,13 +210,13 @@ def install_requirements(directory: Path, made: Runtime, python: Interpreter, fi
     stamp.write_text(made_from, encoding="utf-8")
 
 
-def strip_debug_information(lib: Path) -> None:
+def strip_debug_information(lib: Path, tool: str = "strip") -> None:
     """Debug information out of the copied libraries, as `make install-strip`
     does (a pyenv libpython is 30 MiB with it, 5 without), with binutils'
     strip when the machine has it (it comes with the C toolchain cargo links
     with); without it the bundle is only larger."""
     try:
-        strip = local[str(local.which("strip"))]
+        strip = local[str(local.which(tool))]
     except CommandNotFound:
         return
     for path in elf_files(lib):
@@ -220,8 +227,11 @@ def compile_sourceless(python: Interpreter, stdlib: Path) -> None:
     """Every module as a .pyc beside where its source was, sources removed:
     the standard library Python imports without its sources (smaller, and
     nothing to recompile on the target)."""
-    command = local[python.executable][
-        "-I", "-m", "compileall", "-q", "-b", "-j", "0", "-o", "0", str(stdlib)
+    # Workers are processes of the interpreter: an emulated one cannot start
+    # them (without binfmt_misc this machine cannot run the target's programs).
+    workers = "1" if python.emulated else "0"
+    command = python.command()[
+        "-I", "-m", "compileall", "-q", "-b", "-j", workers, "-o", "0", str(stdlib)
     ]  # fmt: skip
     code, out, err = command.run(retcode=None, timeout=1800)
     if code != 0:
@@ -306,11 +316,14 @@ def manylinux_allowed() -> tuple[str, set[str]]:
     return best["name"], set(best["lib_whitelist"]) | LOADERS
 
 
-def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[str]:
+def copy_system_libraries(
+    bundle: Path, lib: Path, allowed: set[str], sysroot: str | None = None
+) -> list[str]:
     """Copy into `lib` every library the bundle's ELF files need, directly or
     through another library, that neither the bundle carries nor `allowed`
-    names, as auditwheel's lddtree resolves it on this machine; each gets
-    RUNPATH $ORIGIN. Returns the names copied."""
+    names, as auditwheel's lddtree resolves it on this machine (or in the
+    `sysroot` of a cross build); each gets RUNPATH $ORIGIN. Returns the names
+    copied."""
     try:
         from auditwheel.lddtree import ldd
     except ImportError:
@@ -318,8 +331,9 @@ def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[st
         raise
     carried = {path.name for path in bundle.rglob("*.so*")}
     resolved: dict[str, str] = {}
+    ldpaths = sysroot_library_paths(sysroot) if sysroot else None
     for user in elf_files(bundle):
-        for name, library in ldd(user).libraries.items():
+        for name, library in ldd(user, ldpaths=ldpaths).libraries.items():
             if name not in carried and name not in allowed:
                 if not library.path:
                     raise HookError(
@@ -333,3 +347,15 @@ def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[st
         destination.chmod(0o755)
         patchelf("--set-rpath", "$ORIGIN", str(destination))
     return sorted(resolved)
+
+
+def sysroot_library_paths(sysroot: str) -> dict[str, list[str]]:
+    """The folders the target's dynamic loader searches, inside `sysroot`:
+    its ld.so.conf (read by auditwheel) and the trusted /lib and /usr/lib.
+    (lddtree's own `root` argument does not follow the sysroot's links.)"""
+    from auditwheel.lddtree import parse_ld_so_conf
+
+    root = sysroot.rstrip("/") + "/"
+    conf = parse_ld_so_conf(root + "etc/ld.so.conf", root=root)
+    trusted = [root + "lib", root + "usr/lib"]
+    return {"conf": conf + [p for p in trusted if p not in conf], "env": [], "interp": []}
