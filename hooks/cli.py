@@ -258,8 +258,9 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         raise HookError(
             f"The two-step build makes relocatable Linux programs, and {target.triple} is "
             f"not a Linux target.",
-            "Build for it with cargo itself, for Windows from Linux: `PYO3_CROSS_PYTHON_VERSION="
-            f"3.X cargo build --release --target {target.triple}` (README: Other targets).",
+            f"Build for it with cargo itself: `cargo build --release --target {target.triple}` "
+            "(from Linux for Windows, with PYO3_CROSS_PYTHON_VERSION=3.X: the README's "
+            '"Other targets").',
         )
     python: Interpreter | None = None
     try:
