@@ -286,17 +286,12 @@ def test_default_pyo3_cargo_toml_has_two_build_modes_every_allocator_and_onefile
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_embed_resource_is_a_build_dependency_on_every_host_so_cross_builds_embed_the_manifest(
-    project, engine
-):
-    # Cargo picks a build dependency by the host, not the target: under
-    # [target.'cfg(windows)'] a build for Windows from Linux would lack it.
+def test_embed_resource_is_a_build_dependency_of_windows_builds_only(project, engine):
     cargo = toml(project(engine=engine), "Cargo.toml")
 
-    assert "embed-resource" in cargo["build-dependencies"]
+    assert "embed-resource" in cargo["target"]["cfg(windows)"]["build-dependencies"]
+    assert "embed-resource" not in cargo["build-dependencies"]
     assert "embed-resource" not in cargo["dependencies"]
-    windows_only = cargo.get("target", {}).get("cfg(windows)", {})
-    assert "embed-resource" not in windows_only.get("build-dependencies", {})
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -644,6 +639,7 @@ def test_cargo_lock_resolves_exactly_the_dependencies_of_cargo_toml(project, eng
     requirements = {
         **cargo["dependencies"],
         **cargo["build-dependencies"],
+        **cargo["target"]["cfg(windows)"]["build-dependencies"],
     }
     (own,) = (package for package in packages if package["name"] == "demo")
 
