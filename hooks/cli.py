@@ -195,10 +195,12 @@ def check(
             alternatives = () if cross else interpreter.installed(support)
             interpreter.vet(python, support, pointer_width, alternatives)
         library = python.libpython()
+        if cross:
+            how = f", for {cross}: the two-step build carries a copy."
+        else:
+            how = ", which build.rs finds at run time through an rpath." if python.shared else "."
         say(
-            f"It links {library}"
-            + (", which build.rs finds at run time through an rpath." if python.shared else ".")
-            + f" {support.name} supports CPython {support.python_range}: good."
+            f"It links {library}{how} {support.name} supports CPython {support.python_range}: good."
         )
     return python
 

@@ -457,6 +457,7 @@ def test_the_aarch64_portable_bundle_runs_under_qemu_with_only_libc_and_libgcc(
     assert f"MiB, for {AARCH64}) runs" in bundle.said
     assert f"{archive} (" in bundle.said
     assert "PyO3's rule for cross builds" in bundle.said
+    assert f"for {AARCH64}: the two-step build carries a copy" in bundle.said
     assert "--portable: carries" in bundle.said
     assert "libssl.so.3" in bundle.said
     assert "libexpat.so.1" in bundle.said  # Debian's libpython needs it; minbase lacks it
