@@ -264,6 +264,12 @@ def build(project: Project, args: argparse.Namespace) -> Path:
             "(from Linux for Windows, with PYO3_CROSS_PYTHON_VERSION=3.X: the README's "
             '"Other targets").',
         )
+    if target.cross and project.engine == "pyembed":
+        raise HookError(
+            f"The pyembed engine's two-step build is for this machine's CPU, not {target.triple}.",
+            "Build on such a machine, or move the project to the pyo3 engine, which builds for "
+            "it from here: `copier update --trust --data engine=pyo3`.",
+        )
     python: Interpreter | None = None
     try:
         python = check(

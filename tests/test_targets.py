@@ -217,6 +217,16 @@ def test_build_for_windows_is_refused_with_the_cargo_command_that_builds_it(
     assert "PYO3_CROSS_PYTHON_VERSION" in error
 
 
+def test_a_pyembed_build_for_another_cpu_is_refused_with_the_switch_to_pyo3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = render(tmp_path / "old", {"project_name": "old", "engine": "pyembed"})
+    assert main(["build", "--project", str(project), "--target", AARCH64]) == 1
+    error = flat(capsys.readouterr().err)
+    assert f"two-step build is for this machine's CPU, not {AARCH64}" in error
+    assert "copier update --trust --data engine=pyo3" in error
+
+
 def test_check_for_another_cpu_asks_for_the_targets_python_not_this_machines(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
