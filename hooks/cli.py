@@ -270,6 +270,13 @@ def build(project: Project, args: argparse.Namespace) -> Path:
             "Build on such a machine, or move the project to the pyo3 engine, which builds for "
             "it from here: `copier update --trust --data engine=pyo3`.",
         )
+    if target.cross and getattr(args, "onefile", False):
+        raise HookError(
+            f"--onefile builds for this machine's CPU only, not {target.triple}: it runs the "
+            "checked Python and links its static libpython with this machine's C compiler.",
+            f"Leave --onefile out for the relocatable folder for {target.triple}, or build the "
+            "one file on such a machine (the release workflow's aarch64 runner).",
+        )
     python: Interpreter | None = None
     try:
         python = check(

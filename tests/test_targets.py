@@ -227,6 +227,15 @@ def test_a_pyembed_build_for_another_cpu_is_refused_with_the_switch_to_pyo3(
     assert "copier update --trust --data engine=pyo3" in error
 
 
+def test_a_one_file_for_another_cpu_is_refused_and_the_folder_build_named(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build", "--project", str(project), "--target", AARCH64, "--onefile"]) == 1
+    error = flat(capsys.readouterr().err)
+    assert f"--onefile builds for this machine's CPU only, not {AARCH64}" in error
+    assert f"Leave --onefile out for the relocatable folder for {AARCH64}" in error
+
+
 def test_check_for_another_cpu_asks_for_the_targets_python_not_this_machines(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
