@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -422,8 +423,17 @@ LOADED = (
 class Arm64Bundle:
     minor: str
     sysroot: Path
+    project: Path
+    target_dir: Path  # cargo's
     folder: Path  # dist/NAME
     said: str  # what the build printed, unwrapped
+
+
+def copied(folder: Path, elsewhere: Path) -> Path:
+    """A copy of the bundle folder in `elsewhere` (the session's other tests
+    use it too); returns the program in it."""
+    shutil.copytree(folder, elsewhere / folder.name, symlinks=True)
+    return elsewhere / folder.name / folder.name
 
 
 _ARM64_BUNDLES: dict[str, Arm64Bundle] = {}
@@ -443,17 +453,20 @@ def arm64_bundle(minor: str, root: Path, target_root: Path) -> Arm64Bundle:
     except RuntimeError as error:
         missing(f"no arm64 sysroot with CPython {minor}: {error}")
     project = render(root / f"arm-{minor}", {"project_name": "armapp"})
+    target_dir = target_root / f"pyo3-aarch64-{minor}"
     env = {
         **os.environ,
         "PYO3_CROSS_LIB_DIR": str(sysroot / "usr" / "lib"),
-        "CARGO_TARGET_DIR": str(target_root / f"pyo3-aarch64-{minor}"),
+        "CARGO_TARGET_DIR": str(target_dir),
     }
     built = subprocess.run(
         [sys.executable, "tools/hooks", "build", "--target", AARCH64, "--portable"],
         cwd=project, env=env, capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr[-4000:]
-    bundle = Arm64Bundle(minor, sysroot, project / "dist" / "armapp", flat(built.stdout))
+    bundle = Arm64Bundle(
+        minor, sysroot, project, target_dir, project / "dist" / "armapp", flat(built.stdout)
+    )
     _ARM64_BUNDLES[minor] = bundle
     return bundle
 
@@ -487,12 +500,12 @@ def test_the_aarch64_portable_bundle_runs_under_qemu_with_only_libc_and_libgcc(
     assert sorted(p.name for p in (libc / "usr" / "share" / "doc").iterdir()) == [
         "libc6", "libgcc-s1"
     ]  # fmt: skip
-    program = relocation.moved(folder, tmp_path / "elsewhere" / "armapp")
+    program = copied(folder, tmp_path / "elsewhere")
     qemu = crossroots.need_qemu()
-    # The sysroot the build used is hidden: the bundle carries its Python.
+    # The sysroot, the project and cargo's folder are hidden: the bundle carries its Python.
     ran = relocation.run_hidden(
         Path(qemu), [*crossroots.QEMU_AARCH64[1:], "-L", str(libc), str(program), "-c", IMPORTS],
-        bundle.sysroot, tmp_path / "empty",
+        [bundle.sysroot, bundle.project, bundle.target_dir], tmp_path / "empty",
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split()[0] == "aarch64"
@@ -517,7 +530,7 @@ def test_the_aarch64_portable_bundle_runs_in_an_arm64_minimal_debian_root(
     absent += ["*/lib/aarch64-linux-gnu/libssl.so*"] if suite == "bookworm" else []
     assert [found for pattern in absent for found in root.glob(pattern)] == []
 
-    program = relocation.moved(bundle.folder, tmp_path / "bundles" / "armapp")
+    program = copied(bundle.folder, tmp_path / "bundles")
     qemu = crossroots.need_qemu()
     with sidroot.mounted(root, [program.parent.parent, Path(qemu)]):
         ran = subprocess.run(
