@@ -353,7 +353,19 @@ def write_runtime(
         say(f"Installed {what} into {site_packages} with pip.")
     elif what:
         say(f"Nothing changed in {what} since the last build: not installed again.")
-    write_if_changed(directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib)))
+    extra = []
+    if python.sysroot:
+        # A cross linker does not look in the target's library folders for the
+        # libraries libpython needs (libz, libexpat), and checks libpython's
+        # symbols against the cross toolchain's C library, which may be older
+        # than the target's (Debian 12's 2.36 for sid's 3.14): the target's
+        # loader resolves them at run time. build.rs passes these on.
+        folders = runtime.sysroot_library_paths(python.sysroot)["conf"]
+        extra.append(f"cargo:rustc-link-arg=-Wl,-rpath-link,{':'.join(folders)}")
+        extra.append("cargo:rustc-link-arg=-Wl,--allow-shlib-undefined")
+    write_if_changed(
+        directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib), extra=extra)
+    )
 
 
 def write_if_changed(path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ and its archive.
 Files are copied, and the archive written, only when something changed, so a
 second build with nothing changed is quick. `--portable` also copies the
 shared libraries the program needs from the system (OpenSSL, SQLite, libffi,
-...) but those a manylinux policy lets a program expect everywhere.
+zlib, ...), all but the C library and libgcc_s.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ class Bundle:
     archive: Path
     needs: dict[str, list[str]]  # library -> the bundled files that need it
     copied: list[str] = field(default_factory=list)  # with --portable
-    policy: str = ""  # the manylinux policy --portable followed
 
     @property
     def folder_mib(self) -> float:
@@ -51,8 +50,11 @@ def assemble(
     version: str,
     target: str,
     portable: bool = False,
+    sysroot: str | None = None,
 ) -> Bundle:
-    """dist/NAME/ and its archive from the built program and the runtime's lib/."""
+    """dist/NAME/ and its archive from the built program and the runtime's lib/.
+    A cross build's `sysroot` is the target system whose libraries --portable
+    carries."""
     dist = project.root / "dist"
     folder = dist / project.name
     archive = dist / f"{project.name}-{version}-{target}.tar.gz"
@@ -64,8 +66,8 @@ def assemble(
         bundle = Bundle(folder, archive, {})
         allowed = runtime.GLIBC
         if portable:
-            bundle.policy, allowed = runtime.manylinux_allowed()
-            bundle.copied = runtime.copy_system_libraries(folder, folder / "lib", allowed)
+            allowed = runtime.PORTABLE_ALLOWED
+            bundle.copied = runtime.copy_system_libraries(folder, folder / "lib", allowed, sysroot)
         record = project.artifact_dir / "bundle.json"
         current = manifest(folder)
         last = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}

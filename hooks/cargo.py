@@ -4,12 +4,13 @@ what the hooks ask rustc and cargo about the target and the package."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -17,6 +18,7 @@ from typing import IO
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
+from .artifacts import Artifacts
 from .project import Project
 from .report import HookError, last_line, note
 
@@ -33,6 +35,8 @@ NETWORK_FAILURES = (
     "failed to get `",
 )
 JEMALLOC_FEATURES = ("global-allocator-jemalloc", "allocator-jemalloc")
+# The GNU toolchains' name for a Rust target's CPU, where the two differ.
+GNU_ARCH = {"armv7": "arm", "riscv64gc": "riscv64"}
 
 
 def tool(name: str) -> str:
@@ -69,6 +73,14 @@ class Target:
     triple: str
     pointer_width: int
     windows: bool
+    host: str = ""  # rustc's host triple
+    os: str = ""  # target_os: "linux", "windows", "macos", ...
+
+    @property
+    def cross(self) -> bool:
+        """PyO3's rule: another CPU, vendor or system than the host's (not just
+        another C library) needs the target's own Python (PYO3_CROSS_LIB_DIR)."""
+        return bool(self.host) and self.triple.split("-")[:3] != self.host.split("-")[:3]
 
 
 def target(triple: str | None = None) -> Target:
@@ -79,11 +91,59 @@ def target(triple: str | None = None) -> Target:
     triple = triple or host.group(1)
     cfg = _run(["rustc", "--print", "cfg", "--target", triple])
     width = re.search(r'^target_pointer_width="(\d+)"', cfg, re.MULTILINE)
+    os_name = re.search(r'^target_os="(\w+)"', cfg, re.MULTILINE)
     return Target(
         triple=triple,
         pointer_width=int(width.group(1)) if width else 64,
         windows='target_family="windows"' in cfg,
+        host=host.group(1),
+        os=os_name.group(1) if os_name else "",
     )
+
+
+def linker_environment(target: Target, project: Project) -> dict[str, str]:
+    """For a cross build to Linux, the GNU toolchain that links for the target
+    (Debian's gcc-aarch64-linux-gnu for aarch64), unless the environment or a
+    Cargo configuration file names a linker already."""
+    if not target.cross:
+        return {}
+    variable = f"CARGO_TARGET_{target.triple.upper().replace('-', '_')}_LINKER"
+    if os.environ.get(variable) or _configured_linker(target.triple, project.root):
+        return {}
+    arch, _, system = target.triple.partition("-unknown-")
+    arch = GNU_ARCH.get(arch, arch)
+    gcc = f"{arch}-{system}-gcc"
+    if not shutil.which(gcc):
+        raise HookError(
+            f"Linking for {target.triple} needs a C toolchain for it, and {gcc} is not on PATH.",
+            f"Install it (Debian/Ubuntu: apt install gcc-{arch.replace('_', '-')}-{system}), or "
+            f"name your linker in {variable} or in .cargo/config.toml "
+            f"([target.{target.triple}] linker = ...).",
+        )
+    return {variable: gcc}
+
+
+def _configured_linker(triple: str, root: Path) -> bool:
+    """Whether a Cargo configuration file Cargo reads from `root` sets
+    target.TRIPLE.linker (read with tomllib or tomli; without either, no)."""
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return False
+    cargo_home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    folders = [folder / ".cargo" for folder in (root, *root.parents)] + [cargo_home]
+    for folder in folders:
+        for name in ("config.toml", "config"):
+            try:
+                config = tomllib.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if config.get("target", {}).get(triple, {}).get("linker"):
+                return True
+    return False
 
 
 def package(project: Project) -> dict:
@@ -113,20 +173,21 @@ def prebuilt_features(
 
 def build(
     project: Project,
-    environment: Mapping[str, str],
+    artifacts: Artifacts | None,
     features: list[str],
     target_triple: str | None,
     release: bool,
+    environment: dict[str, str] | None = None,
 ) -> Path:
-    """Run cargo with `environment` added (the artifacts' PYO3_CONFIG_FILE...);
-    stream its output; return the project's executable."""
+    """Run cargo with the artifacts' environment (none for a standalone build)
+    and `environment`; stream its output; return the project's executable."""
     args = ["build", "--no-default-features", "--features", " ".join(features)]
     args += ["--message-format", "json-render-diagnostics"]
     if release:
         args.append("--release")
     if target_triple:
         args += ["--target", target_triple]
-    env = dict(environment)
+    env = {**(artifacts.environment if artifacts else {}), **(environment or {})}
     if sys.stderr.isatty():
         args += ["--color", "always"]  # cargo sees a pipe; keep the terminal's colours
     cargo = local[tool("cargo")][args]

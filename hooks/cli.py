@@ -67,10 +67,13 @@ def parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    add(
+    check_command = add(
         "check",
         run_check,
         "Find the Python the build will link, as PyO3 does, and check the engine can embed it.",
+    )
+    check_command.add_argument(
+        "--target", help="Rust target triple (default: rustc's host); see build --target"
     )
     build = add(
         "build",
@@ -133,10 +136,15 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--portable",
             action="store_true",
-            help="also carry the system libraries the program needs (OpenSSL, SQLite, ...), "
-            "but those a manylinux policy expects everywhere",
+            help="also carry the system libraries the program needs (OpenSSL, SQLite, zlib, "
+            "...), all but the C library (glibc) and libgcc_s",
         )
-        sub.add_argument("--target", help="Rust target triple (default: rustc's host)")
+        sub.add_argument(
+            "--target",
+            help="Rust target triple (default: rustc's host), a Linux one such as "
+            "aarch64-unknown-linux-gnu; from another CPU, PYO3_CROSS_LIB_DIR names the "
+            "target's Python (README: Other targets)",
+        )
         if sub is build:
             sub.add_argument(
                 "--onefile",
@@ -165,40 +173,63 @@ def run_check(args: argparse.Namespace) -> int:
     from . import cargo
 
     project = Project.at(args.project)
-    pointer_width = None
+    pointer_width, cross = None, None
     try:
-        pointer_width = cargo.target(getattr(args, "target", None)).pointer_width
+        target = cargo.target(args.target)
+        pointer_width, cross = target.pointer_width, target.triple if target.cross else None
     except HookError:
+        if args.target:
+            raise
         note("rustc is not available, so the pointer width was not compared.")
-    check(project, args.python, pointer_width)
+    check(project, args.python, pointer_width, cross)
     return 0
 
 
 def check(
-    project: Project, python_path: str | None, pointer_width: int | None, quiet: bool = False
+    project: Project,
+    python_path: str | None,
+    pointer_width: int | None,
+    cross: str | None = None,
+    quiet: bool = False,
 ) -> Interpreter:
     """Report the interpreter PyO3 will pick and why (unless `quiet`); raise
-    if it cannot be embedded."""
+    if it cannot be embedded. `cross` is the target triple of a cross build,
+    whose Python is the target's."""
     support = project.support
     with step("Checking the Python the build will link", quiet):
-        if python_path:
+        if cross:
+            if python_path:
+                raise HookError(
+                    f"--python names a Python of this machine, and the build is for {cross}.",
+                    "Leave --python out: " + interpreter.CROSS_FIX,
+                )
+            candidate = interpreter.find_cross(cross)
+        elif python_path:
             candidate = Candidate(python_path, "--python was given")
         else:
             candidate = interpreter.find()
         try:
             python = interpreter.probe(candidate)
         except HookError as error:
+            if cross:
+                raise
             alternatives = interpreter.installed(support)
             raise HookError(error.problem, interpreter.fix_text(support, alternatives)) from None
+        rule = "PyO3's rule for cross builds" if cross else PYO3_RULE
         if not quiet:
-            say(f"Python: {python.describe}, chosen because {candidate.reason} ({PYO3_RULE}).")
+            say(f"Python: {python.describe}, chosen because {candidate.reason} ({rule}).")
         if interpreter.problems(python, support, pointer_width):
-            interpreter.vet(python, support, pointer_width, interpreter.installed(support))
+            alternatives = () if cross else interpreter.installed(support)
+            interpreter.vet(python, support, pointer_width, alternatives)
+        library = python.libpython()
+        if cross:
+            how = f", for {cross}: the two-step build carries a copy."
+        else:
+            how = ", which build.rs finds at run time through an rpath." if python.shared else "."
         if not quiet:
             say(
-                f"It links {python.libpython()}"
-                + (", which build.rs finds at run time through an rpath." if python.shared else ".")
-                + f" {support.name} supports CPython {support.python_range}: good."
+                f"It links {library}{how} {support.name} supports CPython {support.python_range}: "
+                "good."
             )
     return python
 
@@ -224,7 +255,7 @@ def run_dev(args: argparse.Namespace) -> int:
         sys.platform == "win32",
         "build-mode-standalone",
     )
-    binary = cargo.build(project, {}, features, None, release=False)
+    binary = cargo.build(project, None, features, None, release=False)
     program_args = args.args[1:] if args.args[:1] == ["--"] else args.args
     try:
         return subprocess.run([str(binary), *program_args], check=False).returncode
@@ -294,9 +325,32 @@ def build(project: Project, args: argparse.Namespace) -> Path:
 
     say(f"Build tools: {toolenv.describe()}.")
     target = cargo.target(args.target)
+    if target.os != "linux":
+        raise HookError(
+            f"The two-step build makes relocatable Linux programs, and {target.triple} is "
+            f"not a Linux target.",
+            f"Build for it with cargo itself: `cargo build --release --target {target.triple}` "
+            "(from Linux for Windows, with PYO3_CROSS_PYTHON_VERSION=3.X: the README's "
+            '"Other targets").',
+        )
+    if target.cross and project.engine == "pyembed":
+        raise HookError(
+            f"The pyembed engine's two-step build is for this machine's CPU, not {target.triple}.",
+            "Build on such a machine, or move the project to the pyo3 engine, which builds for "
+            "it from here: `copier update --trust --data engine=pyo3`.",
+        )
+    if target.cross and getattr(args, "onefile", False):
+        raise HookError(
+            f"--onefile builds for this machine's CPU only, not {target.triple}: it runs the "
+            "checked Python and links its static libpython with this machine's C compiler.",
+            f"Leave --onefile out for the relocatable folder for {target.triple}, or build the "
+            "one file on such a machine (the release workflow's aarch64 runner).",
+        )
     python: Interpreter | None = None
     try:
-        python = check(project, args.python, target.pointer_width)
+        python = check(
+            project, args.python, target.pointer_width, target.triple if target.cross else None
+        )
     except HookError as error:
         if (
             project.engine != "pyembed"
@@ -321,25 +375,34 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         package = cargo.package(project)
         features = cargo.prebuilt_features(package["features"].get("default", []), target.windows)
         say(f"Features: {' '.join(features)}")
-        say("Environment: " + " ".join(f"{k}={v}" for k, v in made.environment.items()))
-        binary = cargo.build(project, made.environment, features, args.target, not args.debug)
+        linker = cargo.linker_environment(target, project)
+        environment = {**made.environment, **linker}
+        say("Environment: " + " ".join(f"{k}={v}" for k, v in environment.items()))
+        binary = cargo.build(project, made, features, args.target, not args.debug, linker)
     with step("The relocatable program"):
         result = bundle.assemble(
-            project, binary, made.runtime_lib, package["version"], target.triple, args.portable
+            project,
+            binary,
+            made.runtime_lib,
+            package["version"],
+            target.triple,
+            args.portable,
+            python.sysroot if python else None,
         )
-        report_bundle(result)
+        report_bundle(result, target.triple)
     return result.folder / binary.name
 
 
-def report_bundle(result: Bundle) -> None:
+def report_bundle(result: Bundle, triple: str) -> None:
     say(
-        f"{result.folder} ({result.folder_mib:.1f} MiB) runs wherever it is moved; "
-        f"{result.archive} ({result.archive_mib:.1f} MiB) is the same, to attach to a release."
+        f"{result.folder} ({result.folder_mib:.1f} MiB, for {triple}) runs wherever it is "
+        f"moved; {result.archive} ({result.archive_mib:.1f} MiB) is the same, to attach to a "
+        "release."
     )
     if result.copied:
         say(
-            f"--portable: carries {', '.join(result.copied)}; expects only what the "
-            f"{result.policy} policy lets a program expect from the system."
+            f"--portable: carries {', '.join(result.copied)}; expects only the C library "
+            "(glibc) and libgcc_s from the system."
         )
     if result.needs:
         say("It needs these libraries from the target system:")

@@ -6,19 +6,30 @@ PYO3_PYTHON; the interpreter of an active virtualenv (VIRTUAL_ENV) or conda
 environment (CONDA_PREFIX), ignoring both when both are set; then `python`,
 then `python3` on PATH, whichever first reports "Python 3". We follow the same
 rules so the check talks about the interpreter cargo will really link.
+
+For a cross build (`--target` of another architecture or system), PyO3 takes
+the target's Python from PYO3_CROSS_LIB_DIR, the target's library folder with
+its `_sysconfigdata_*.py`; so do we (`find_cross`). That folder must be inside
+the target's root folder (a sysroot, `SYSROOT/usr/lib`), whose interpreter the
+hooks run under an emulator (CARGO_TARGET_<TRIPLE>_RUNNER, else qemu-user) to
+probe it and compile its standard library.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
+import shlex
+import shutil
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbum import local
+from plumbum.commands.base import BaseCommand
 from plumbum.commands.processes import CommandNotFound, ProcessTimedOut
 
 from .project import Support, Version, dotted, newest, support_table
@@ -68,11 +79,17 @@ PYO3_RULE = (
 @dataclass(frozen=True)
 class Candidate:
     """An interpreter path and why it was chosen; `probed` is the probe's
-    (exit status, stdout, stderr) when choosing it already ran the probe."""
+    (exit status, stdout, stderr) when choosing it already ran the probe.
+
+    A target's interpreter (cross builds) also has a `runner`, the command
+    that runs it on this machine (an emulator), and a `sysroot`, the target's
+    root folder: the absolute paths it reports are relative to it."""
 
     path: str
     reason: str
     probed: tuple[int, str, str] | None = field(default=None, compare=False, repr=False)
+    runner: tuple[str, ...] = ()
+    sysroot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,24 @@ class Interpreter:
         return f"{self.implementation} {dotted(self.version)} ({self.executable})"
 
     @property
+    def emulated(self) -> bool:
+        """A target's interpreter, which this machine runs under an emulator."""
+        return bool(self.candidate.runner)
+
+    @property
+    def sysroot(self) -> str | None:
+        return self.candidate.sysroot
+
+    @property
+    def machine(self) -> str:
+        """The CPU it runs on, as sysconfig names it ("x86_64", "aarch64")."""
+        return self.platform.rpartition("-")[2]
+
+    def command(self) -> BaseCommand:
+        """The interpreter as a command to run here (under its emulator, if any)."""
+        return _command(self.executable, self.candidate.runner)
+
+    @property
     def lib_name(self) -> str:
         """The library name pyo3 links (pyo3-build-config's default_lib_name_*)."""
         major, minor = self.version[:2]
@@ -126,14 +161,19 @@ class Interpreter:
             shared = [f"lib{self.lib_name}.so", f"lib{self.lib_name}.dylib"]
             static = [f"lib{self.lib_name}.a"]
             names = shared + static if self.shared else static + shared
+        if self.emulated and self.instsoname:
+            # The two-step build links its own copy through a lib*.so link, so a
+            # target's runtime library is enough (no -dev package in the sysroot).
+            names.append(self.instsoname)
         for name in names:
             if (Path(self.lib_dir) / name).is_file():
                 return Path(self.lib_dir) / name
         return None
 
-    def pyo3_config(self, lib_dir: str | None = None) -> str:
+    def pyo3_config(self, lib_dir: str | None = None, extra: Iterable[str] = ()) -> str:
         """The same `key=value` lines pyo3-build-config writes for this
-        interpreter; `lib_dir` links a copy of its libpython instead."""
+        interpreter; `lib_dir` links a copy of its libpython instead, and
+        `extra` are build-script lines (extra_build_script_line)."""
         lines = {
             "implementation": self.implementation,
             "version": f"{self.version[0]}.{self.version[1]}",
@@ -146,7 +186,10 @@ class Interpreter:
             "build_flags": ",".join(self.build_flags),
             "suppress_build_script_link_lines": "false",
         }
-        return "".join(f"{key}={value}\n" for key, value in lines.items() if value is not None)
+        return "".join(
+            [f"{key}={value}\n" for key, value in lines.items() if value is not None]
+            + [f"extra_build_script_line={line}\n" for line in extra]
+        )
 
 
 def find(environ: Mapping[str, str] | None = None) -> Candidate:
@@ -171,6 +214,138 @@ def find(environ: Mapping[str, str] | None = None) -> Candidate:
         "No Python 3 interpreter found: PYO3_PYTHON is not set, no virtualenv is active, "
         "and neither `python` nor `python3` on PATH is Python 3.",
         "Install CPython 3.9 or newer, or set PYO3_PYTHON to one.",
+    )
+
+
+# qemu-user's name for a Rust target's CPU, where the two differ.
+QEMU_ARCH = {"i686": "i386", "i586": "i386", "powerpc64le": "ppc64le", "riscv64gc": "riscv64",
+             "armv7": "arm", "arm": "arm"}  # fmt: skip
+CROSS_FIX = (
+    "Set PYO3_CROSS_LIB_DIR to the target's library folder inside its root folder (a "
+    "sysroot: PYO3_CROSS_LIB_DIR=SYSROOT/usr/lib), as for PyO3's own cross builds; the "
+    "README's \"Other targets\" shows how to make one from Debian's packages."
+)
+
+
+def find_cross(triple: str, environ: Mapping[str, str] | None = None) -> Candidate:
+    """The target's Python for a cross build to `triple`, the way PyO3 takes
+    one: PYO3_CROSS_LIB_DIR holds its `_sysconfigdata_*.py` (with several,
+    PYO3_CROSS_PYTHON_VERSION picks one). Its interpreter, at its BINDIR in the
+    sysroot, runs under CARGO_TARGET_<TRIPLE>_RUNNER, else qemu-user."""
+    env = os.environ if environ is None else environ
+    given = env.get("PYO3_CROSS_LIB_DIR")
+    if not given:
+        raise HookError(
+            f"Building for {triple} needs that system's Python, and PYO3_CROSS_LIB_DIR is not set.",
+            CROSS_FIX,
+        )
+    lib_dir = Path(given)
+    found = sysconfigdata(lib_dir, triple.split("-")[0], env.get("PYO3_CROSS_PYTHON_VERSION"))
+    variables = read_sysconfigdata(found)
+    libdest = str(variables.get("LIBDEST") or "")
+    sysroot = _sysroot_of(found.parent, libdest)
+    if sysroot is None:
+        raise HookError(
+            f"PYO3_CROSS_LIB_DIR's {found} is not where that Python was built to live "
+            f"({libdest}), under a root folder of the target system.",
+            CROSS_FIX,
+        )
+    executable = on_host(f"{variables.get('BINDIR')}/python{variables.get('VERSION')}", sysroot)
+    if not executable or not Path(executable).is_file():
+        raise HookError(
+            f"The target's Python in {sysroot} has no interpreter at {executable}: the "
+            "build runs it to read its configuration and compile its standard library.",
+            f"Add it to the sysroot (Debian: python{variables.get('VERSION')}-minimal).",
+        )
+    runner = target_runner(triple, sysroot, env)
+    return Candidate(
+        executable,
+        f"PYO3_CROSS_LIB_DIR is set ({given}); it runs here under {Path(runner[0]).name}",
+        runner=runner,
+        sysroot=sysroot,
+    )
+
+
+def sysconfigdata(lib_dir: Path, arch: str, version: str | None) -> Path:
+    """The target's `_sysconfigdata_*.py` in lib_dir or its python3.X folder,
+    narrowed as PyO3 does: by the target's CPU, then PYO3_CROSS_PYTHON_VERSION."""
+    if not lib_dir.is_dir():
+        raise HookError(f"PYO3_CROSS_LIB_DIR is {lib_dir}, which is not a folder.", CROSS_FIX)
+    found = sorted(
+        path
+        for pattern in ("_sysconfigdata_*.py", "python3*/_sysconfigdata_*.py")
+        for path in lib_dir.glob(pattern)
+        if not path.is_symlink()
+    )
+    if len(found) > 1:
+        found = [path for path in found if arch in path.name] or found
+    if version and len(found) > 1:
+        found = [path for path in found if path.parent.name == f"python{version}"] or found
+    if len(found) != 1:
+        raise HookError(
+            f"PYO3_CROSS_LIB_DIR ({lib_dir}) holds "
+            + (
+                f"several Pythons' _sysconfigdata_*.py: {', '.join(map(str, found))}."
+                if found
+                else "no _sysconfigdata_*.py, in it or in a python3.X folder of it."
+            ),
+            "Set PYO3_CROSS_PYTHON_VERSION to the one to link (such as 3.11)."
+            if found
+            else CROSS_FIX,
+        )
+    return found[0]
+
+
+def read_sysconfigdata(path: Path) -> dict:
+    """Its `build_time_vars`, read as a literal (the file is not run)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(name, ast.Name) and name.id == "build_time_vars" for name in node.targets
+            ):
+                variables = ast.literal_eval(node.value)
+                if isinstance(variables, dict):
+                    return variables
+    except (OSError, SyntaxError, ValueError) as error:
+        raise HookError(f"Cannot read {path} ({error}).", CROSS_FIX) from error
+    raise HookError(f"{path} has no build_time_vars.", CROSS_FIX)
+
+
+def _sysroot_of(folder: Path, libdest: str) -> str | None:
+    """The root folder where `folder` is the target's `libdest`."""
+    if not libdest.startswith("/"):
+        return None
+    parts = Path(libdest).parts[1:]
+    resolved = folder.resolve()
+    if resolved.parts[-len(parts) :] != parts:
+        return None
+    return str(Path(*resolved.parts[: -len(parts)]))
+
+
+def target_runner(triple: str, sysroot: str, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """How this machine runs the target's programs: Cargo's own
+    CARGO_TARGET_<TRIPLE>_RUNNER, else qemu-user with the sysroot (-L)."""
+    variable = f"CARGO_TARGET_{triple.upper().replace('-', '_')}_RUNNER"
+    if environ.get(variable):
+        return tuple(shlex.split(environ[variable]))
+    arch = triple.split("-")[0]
+    arch = QEMU_ARCH.get(arch, arch)
+    # QEMU's default aarch64 CPU computes pointer authentication codes the
+    # slow, architected way: CPython 3.14 built with them (Debian sid's)
+    # compiled its standard library 9 times slower than with this choice.
+    cpu = (
+        ("-cpu", "max,pauth-impdef=on") if arch == "aarch64" and not environ.get("QEMU_CPU") else ()
+    )
+    for name in (f"qemu-{arch}-static", f"qemu-{arch}"):
+        found = shutil.which(name, path=environ.get("PATH"))
+        if found:
+            return (found, *cpu, "-L", sysroot)
+    raise HookError(
+        f"The target's Python ({triple}) runs here only under an emulator, and neither "
+        f"qemu-{arch}-static nor qemu-{arch} is on PATH.",
+        "Install qemu-user (Debian/Ubuntu: apt install qemu-user-static), or name the "
+        f"command that runs the target's programs in {variable}, as for cargo run.",
     )
 
 
@@ -223,7 +398,7 @@ def probe(candidate: Candidate) -> Interpreter:
         if candidate.probed is not None:
             code, out, err = candidate.probed
         else:
-            code, out, err = local[str(path)]["-S", "-c", PROBE].run(
+            code, out, err = _command(str(path), candidate.runner)["-S", "-c", PROBE].run(
                 retcode=None, timeout=PROBE_TIMEOUT
             )
     except ProcessTimedOut as error:
@@ -235,13 +410,14 @@ def probe(candidate: Candidate) -> Interpreter:
         said = last_line(out, err)
         detail = f": {said}" if said else f" (exit status {code})"
         raise HookError(f"{who} did not run as Python{detail}.", fix)
+    here = functools.partial(on_host, sysroot=candidate.sysroot)
     return Interpreter(
         candidate=candidate,
         implementation=data["implementation"],
         version=tuple(data["version"]),
-        executable=data["executable"] or str(path),
-        base_prefix=data["base_prefix"],
-        libdir=data["libdir"],
+        executable=here(data["executable"]) or str(path),
+        base_prefix=here(data["base_prefix"]) or "",
+        libdir=here(data["libdir"]),
         ldversion=data["ldversion"],
         shared=data["shared"],
         pointer_width=data["pointer_width"],
@@ -250,9 +426,25 @@ def probe(candidate: Candidate) -> Interpreter:
         build_flags=data["build_flags"],
         free_threaded=bool(data.get("free_threaded")),
         instsoname=data.get("instsoname"),
-        stdlib=data.get("stdlib"),
-        dynload=data.get("dynload"),
+        stdlib=here(data.get("stdlib")),
+        dynload=here(data.get("dynload")),
     )
+
+
+def _command(executable: str, runner: tuple[str, ...] = ()) -> BaseCommand:
+    if runner:
+        return local[runner[0]][[*runner[1:], executable]]
+    return local[executable]
+
+
+def on_host(path: str | None, sysroot: str | None) -> str | None:
+    """Where a path the target's interpreter reports is on this machine: its
+    build-time paths (LIBDIR, DESTSHARED) are the target's, under `sysroot`."""
+    if not path or not sysroot or not os.path.isabs(path):
+        return path
+    if Path(path) == Path(sysroot) or Path(sysroot) in Path(path).parents:
+        return path
+    return str(Path(sysroot) / Path(path).relative_to("/"))
 
 
 def _last_dict_line(text: str) -> dict | None:
@@ -344,6 +536,11 @@ def other_engine(python: Interpreter, support: Support) -> Support | None:
 def fix_text(
     support: Support, alternatives: Iterable[Interpreter], python: Interpreter | None = None
 ) -> str:
+    if python is not None and python.emulated:
+        return (
+            f"Point PYO3_CROSS_LIB_DIR at a target's CPython {support.python_range} with its "
+            f"libpython ({support.name} supports those)."
+        )
     paths = [found.executable for found in alternatives]
     advice = (
         f"Set PYO3_PYTHON to a CPython {support.python_range} with its libpython "

@@ -827,7 +827,7 @@ def build(
         features = [*cargo.prebuilt_features(default, target.windows), "onefile"]
         say(f"Features: {' '.join(features)}")
         say("Environment: " + " ".join(f"{k}={v}" for k, v in linked.environment.items()))
-        binary = cargo.build(project, linked.environment, features, args.target, not args.debug)
+        binary = cargo.build(project, linked, features, args.target, not args.debug)
     with step("The one-file program"):
         out = project.root / "dist" / f"{project.name}-{package['version']}-{target.triple}"
         result = make(

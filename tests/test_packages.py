@@ -257,9 +257,8 @@ def test_an_interpreter_without_pip_gets_this_pythons_pip_run_for_it(tmp_path: P
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     without = probe(Candidate(str(bare / "bin" / "python"), "test"))
-    assert packages.pip_for(without) == [
-        sys.executable, "-m", "pip", "--python", without.executable
-    ]  # fmt: skip
+    command = packages.pip_for(without).formulate()
+    assert command == [sys.executable, "-m", "pip", "--python", without.executable]
     # It installs for that interpreter, offline: the wheel ensurepip carries.
     import ensurepip
 

@@ -151,7 +151,7 @@ def test_ci_tests_the_oldest_and_newest_python_of_the_engine(rendered, variant, 
     job = yaml.safe_load((rendered[variant] / ".github/workflows/ci.yml").read_text())["jobs"]
     matrix = job["build"]["strategy"]["matrix"]
     assert matrix["python"] == [oldest, newest]
-    assert matrix["os"] == ["ubuntu-latest", "macos-latest", "windows-latest"]
+    assert matrix["os"] == ["ubuntu-latest", "ubuntu-24.04-arm", "macos-latest", "windows-latest"]
 
 
 def test_the_windows_job_leaves_the_jemalloc_features_out(rendered) -> None:
