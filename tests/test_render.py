@@ -68,6 +68,7 @@ COMPUTED = [
     "pyo3_version",
     "default_features",
     "run_code_literal",
+    "entry_point_code",
     "reserved_names",
     "lock_crate_names",
     "engine_support",
@@ -265,6 +266,7 @@ def test_default_pyembed_cargo_toml_declares_every_feature_with_standalone_as_de
         "allocator-jemalloc": ["pyembed/allocator-jemalloc"],
         "allocator-mimalloc": ["pyembed/allocator-mimalloc"],
         "allocator-snmalloc": ["pyembed/allocator-snmalloc"],
+        "python-environment": [],
     }
 
 

@@ -240,17 +240,10 @@ def test_run_module_with_a_function_that_is_not_an_identifier_is_refused(tmp_pat
     assert "Not a module name: give dotted identifiers, such as http.server or app:main." in message
 
 
-def test_run_module_with_a_function_needs_the_pyo3_engine(tmp_path):
-    answers = {"engine": "pyembed", "run_mode": "module", "run_module": "app:main"}
-    message = refused(tmp_path, answers)
-
-    assert 'MODULE:FUNCTION needs engine=pyo3: give the module alone ("app").' in message
-
-
 def test_run_module_defaults_to_the_apps_main_function_or_this_without_an_app(tmp_path):
     assert accepted(tmp_path / "a", {"run_mode": "module"})["run_module"] == "demo:main"
     pyembed = accepted(tmp_path / "b", {"run_mode": "module", "engine": "pyembed"})
-    assert pyembed["run_module"] == "demo"
+    assert pyembed["run_module"] == "demo:main"
     no_app = accepted(tmp_path / "c", {"run_mode": "module", "python_package": ""})
     assert no_app["run_module"] == "this"
 
