@@ -372,8 +372,10 @@ def pyembed_builds(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: 
     """(place, binary) of a default pyembed project per linked Python, built once."""
     made: dict[str, tuple[Place, Path]] = {}
 
-    def get(minor: str, request: pytest.FixtureRequest, **answers: str) -> tuple[Place, Path]:
-        key = f"{minor}-{answers.get('run_mode', 'repl')}"
+    def get(
+        minor: str, request: pytest.FixtureRequest, *cargo_args: str, **answers: str
+    ) -> tuple[Place, Path]:
+        key = f"{minor}-{answers.get('run_mode', 'repl')}{''.join(cargo_args)}"
         if key not in made:
             place = place_of(minor, request)
             name = f"parity-{answers.get('run_mode', 'repl')}"
@@ -381,7 +383,8 @@ def pyembed_builds(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: 
                 tmp_path_factory.mktemp(key) / name,
                 {"engine": "pyembed", "project_name": name, **answers},
             )
-            made[key] = (place, place.built(project, cargo_target_root / f"python{minor}"))
+            target_dir = cargo_target_root / f"python{minor}"
+            made[key] = (place, place.built(project, target_dir, *cargo_args))
         return made[key]
 
     return get
@@ -414,20 +417,33 @@ ARGV_AND_PATH0 = "import json, sys; print(json.dumps([sys.argv, sys.path[0]]))"
 
 
 @pytest.mark.parametrize(
-    ("answers", "python_args"),
+    ("answers", "cargo_args", "python_args"),
     [
-        ({"run_mode": "module", "run_module": "probe"}, ["-m", "probe"]),
-        ({"run_mode": "code", "run_code": ARGV_AND_PATH0}, ["-c", ARGV_AND_PATH0]),
+        # Without isolation (the python-environment feature): `python -m`,
+        # which finds probe.py in the current folder.
+        (
+            {"run_mode": "module", "run_module": "probe"},
+            ["--features", "python-environment"],
+            ["-m", "probe"],
+        ),
+        # Isolated, the default: `python -I -c`.
+        ({"run_mode": "code", "run_code": ARGV_AND_PATH0}, [], ["-I", "-c", ARGV_AND_PATH0]),
     ],
-    ids=["module", "code"],
+    ids=["module-python-environment", "code-isolated"],
 )
 @pytest.mark.parametrize("minor", ["3.8", "3.11"])
 def test_module_and_code_run_modes_give_sys_argv_and_path_as_python_does(
-    minor: str, answers: dict, python_args: list[str], pyembed_builds, request, tmp_path: Path
+    minor: str,
+    answers: dict,
+    cargo_args: list[str],
+    python_args: list[str],
+    pyembed_builds,
+    request,
+    tmp_path: Path,
 ) -> None:
-    place, binary = pyembed_builds(minor, request, **answers)
+    place, binary = pyembed_builds(minor, request, *cargo_args, **answers)
     (tmp_path / "probe.py").write_text(ARGV_AND_PATH0 + "\n")
     ours = place.run([str(binary), "a", "-c", "b"], cwd=tmp_path)
     theirs = place.run([place.python, *python_args, "a", "-c", "b"], cwd=tmp_path)
     assert (ours.returncode, ours.stdout, ours.stderr) == (0, theirs.stdout, "")
-    assert json.loads(ours.stdout)[1] in (str(tmp_path), "")
+    assert json.loads(ours.stdout)[0][1:] == ["a", "-c", "b"]
