@@ -185,7 +185,13 @@ COMMON_FILES = {
 }
 # The files of a project named "demo", by engine.
 FILES_BY_ENGINE = {
-    "pyo3": {*COMMON_FILES, "src/interpreter.rs", "src/rust_module.rs"},
+    "pyo3": {
+        *COMMON_FILES,
+        "src/interpreter.rs",
+        "src/lib.rs",
+        "src/rust_module.rs",
+        "tests/rust_calls_python.rs",
+    },
     "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs", "src/python_start.rs"},
 }
 # The default engine's.

@@ -60,6 +60,7 @@ ENGINE_ANSWERS = {"pyo3": [], "pyembed": ["pyembed_version"]}
 COMPUTED = [
     "engine_version",
     "windows_features",
+    "crate_name",
     "rust_module_name",
     "python_min",
     "python_max",
@@ -353,10 +354,11 @@ def test_global_allocator_enables_its_feature_and_optional_dependency(project, e
     for enables in cargo["features"][feature]:
         dependency = enables.removeprefix("dep:")
         assert cargo["dependencies"][dependency]["optional"] is True
-    # The cfg-gated #[global_allocator] static for the feature must be there.
+    # The cfg-gated #[global_allocator] static for the feature must be there
+    # (pyo3: in the library, which every binary of the package links).
     assert re.search(
         rf'#\[cfg\(feature = "{feature}"\)\]\s*#\[global_allocator\]',
-        read(generated, "src/main.rs"),
+        read(generated, "src/lib.rs" if engine == "pyo3" else "src/main.rs"),
     )
 
 

@@ -1,0 +1,88 @@
+"""End-to-end, pyo3 engine: the generated project as a model for Rust
+developers (issue 24) and `._pth` files (issue 20). Copier renders this
+repository, cargo builds the project, and the program runs: the interpreter
+API Rust code calls Python through, the project's own tests (`cargo test`,
+rustfmt and clippy for every run mode and allocator), the command line from
+C's argv, PYTHONHOME with -E/-I, the refusal of a mismatched libpython, the
+`#[pymodule]` Rust module, panics and Rust's stdout, and `._pth` files beside
+the program, compared with the `python3` the program links.
+
+Builds share tests/test_e2e_pyo3.py's target folders (one CARGO_TARGET_DIR
+per linked interpreter).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import Place, place_of
+from .parity import RUN_PROBE
+from .test_e2e_pyo3 import ALLOCATORS, Builds, minors
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory: pytest.TempPathFactory, cargo_target_root: Path) -> Builds:
+    """Projects built once per session, in the target folders (by linked
+    Python) that tests/test_e2e_pyo3.py uses: only the project recompiles."""
+    return Builds(tmp_path_factory.mktemp("pyo3-model-builds"), cargo_target_root)
+
+
+@pytest.fixture
+def place(request: pytest.FixtureRequest) -> Place:
+    return place_of(request.param, request)
+
+
+# A project of each run mode.
+RUN_MODES = {
+    "app": {},
+    "runmod": {"run_mode": "module", "run_module": "probe"},
+    "runcode": {"run_mode": "code", "run_code": RUN_PROBE},
+}
+
+
+# ---- The project's own tests and lints ----
+
+
+@pytest.mark.parametrize("name", RUN_MODES)
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_each_run_mode_passes_its_own_tests_rustfmt_and_clippy(
+    place: Place, name: str, builds: Builds
+) -> None:
+    project, _ = builds.get(place, name, RUN_MODES[name])
+    target = builds.target_dir(place)
+    fmt = place.cargo(project, target, "fmt", "--check")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    clippy = place.cargo(project, target, "clippy", "--locked", "--all-targets", "--", "-D",
+                         "warnings")  # fmt: skip
+    assert clippy.returncode == 0, clippy.stderr[-4000:]
+    tested = place.cargo(project, target, "test", "--locked")
+    assert tested.returncode == 0, tested.stdout + tested.stderr[-4000:]
+    # Rust calling Python through the interpreter API (tests/rust_calls_python.rs).
+    assert "rust_calls_python: ok" in tested.stdout
+
+
+@pytest.mark.parametrize("allocator", ALLOCATORS)
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_the_projects_own_tests_pass_with_each_allocator(
+    place: Place, allocator: str, builds: Builds
+) -> None:
+    project, _ = builds.get(place, "app", {})
+    features = f"global-allocator-{allocator} allocator-{allocator}"
+    tested = place.cargo(project, builds.target_dir(place), "test", "--locked", "--features",
+                         features)  # fmt: skip
+    assert tested.returncode == 0, tested.stdout + tested.stderr[-4000:]
+    assert "rust_calls_python: ok" in tested.stdout
+
+
+@pytest.mark.parametrize("place", minors("3.14"), indirect=True)
+def test_rust_calls_python_through_the_interpreter_api_on_the_newest_python(
+    place: Place, builds: Builds
+) -> None:
+    project, _ = builds.get(place, "app", {})
+    tested = place.cargo(project, builds.target_dir(place), "test", "--locked")
+    assert tested.returncode == 0, tested.stdout + tested.stderr[-4000:]
+    assert "rust_calls_python: ok" in tested.stdout
