@@ -86,3 +86,29 @@ def test_rust_calls_python_through_the_interpreter_api_on_the_newest_python(
     tested = place.cargo(project, builds.target_dir(place), "test", "--locked")
     assert tested.returncode == 0, tested.stdout + tested.stderr[-4000:]
     assert "rust_calls_python: ok" in tested.stdout
+
+
+# ---- The command line ----
+
+# Starts argv[1] with argv[0] set to /crafted/argv0 and the code argv[2].
+EXEC_CRAFTED = "import os, sys; os.execv(sys.argv[1], ['/crafted/argv0', '-c', sys.argv[2]])"
+ARGV_PROBE = "import sys; print(sys.argv, sys.orig_argv, sys.executable)"
+
+
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_the_command_line_is_cs_argv_with_a_crafted_argv0_as_with_python(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    ours, theirs = (
+        place.run([place.python, "-c", EXEC_CRAFTED, executable, ARGV_PROBE], tmp_path)
+        for executable in (str(binary), place.python)
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert (ours.returncode, ours.stdout, ours.stderr) == (
+        theirs.returncode,
+        theirs.stdout,
+        theirs.stderr,
+    )
+    assert ours.stdout.startswith("['-c'] ['/crafted/argv0', '-c', ")
+    assert ours.stdout.endswith(" /crafted/argv0\n")
