@@ -13,11 +13,14 @@ per linked interpreter).
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import Place, place_of
+from .conftest import Place, cargo, missing, place_of, render, require
 from .parity import RUN_PROBE
 from .test_e2e_pyo3 import ALLOCATORS, Builds, minors
 
@@ -112,3 +115,69 @@ def test_the_command_line_is_cs_argv_with_a_crafted_argv0_as_with_python(
     )
     assert ours.stdout.startswith("['-c'] ['/crafted/argv0', '-c', ")
     assert ours.stdout.endswith(" /crafted/argv0\n")
+
+
+# ---- Python's home ----
+
+SHOW_PREFIX = "import sys; print(sys.prefix)"
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_pythonhome_ignored_by_dash_i_keeps_the_home_of_a_python_whose_built_in_prefix_is_gone(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    # As with uv's and python-build-standalone's builds: a Python moved away
+    # from the prefix it was built for (a copy of pyenv's, the original
+    # hidden under `unshare -m`). `python3 -I` ignores PYTHONHOME and finds
+    # its standard library beside itself; the program must not drop its
+    # recorded home for a PYTHONHOME that -I ignores, or CPython falls back to
+    # the built-in prefix and dies ("failed to get the Python codec").
+    if os.geteuid() != 0:
+        missing("hiding a folder with unshare -m needs the root user")
+    require("unshare")
+    original = Path(place.python).parent.parent
+    # Kept with the builds, so the build that links it is reused.
+    copy = builds.target_root / f"python-{place.minor}-copy"
+    if not (copy / "bin").is_dir():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(original, copy, symlinks=True)
+    python = copy / "bin" / Path(place.python).name
+    env = {"LD_LIBRARY_PATH": str(copy / "lib")}  # the copy's libpython
+    project = render(tmp_path / "app", {"project_name": "app"})
+    target = builds.target_root / f"pyo3-{place.minor}-copy"
+    build = cargo(project, target, "build", "--locked", env={**env, "PYO3_PYTHON": str(python)})
+    assert build.returncode == 0, build.stderr[-4000:]
+
+    hidden = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none "$0" && exec "$@"', str(original)]
+    ran = {}
+    for name, executable in (("python", python), ("program", target / "debug" / "app")):
+        ran[name] = subprocess.run(
+            [*hidden, str(executable), "-I", "-c", SHOW_PREFIX],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, **env, "PYTHONHOME": "/nonexistent"},
+        )  # fmt: skip
+    assert (ran["python"].returncode, ran["python"].stdout) == (0, f"{copy}\n"), ran["python"]
+    assert (ran["program"].returncode, ran["program"].stdout) == (0, f"{copy}\n"), ran["program"]
+    # The original was hidden indeed: without -I, both die alike.
+    for name in ran:
+        gone = subprocess.run(
+            [*hidden, str(python if name == "python" else target / "debug" / "app"), "-c", "pass"],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, **env, "PYTHONHOME": "/nonexistent"},
+        )  # fmt: skip
+        assert gone.returncode == 1, gone
+        assert "No module named 'encodings'" in gone.stderr
+
+
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+@pytest.mark.parametrize("options", [["-I"], ["-E"], ["-bIS"], ["-X", "dev", "-E"]])
+def test_pythonhome_is_ignored_with_dash_e_or_dash_i_as_with_python(
+    place: Place, options: list[str], builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    env = {"PYTHONHOME": str(tmp_path / "no-such-home")}
+    code = "import sys; print(sys.base_prefix == sys.prefix, sys.flags.ignore_environment)"
+    ours = place.run([str(binary), *options, "-c", code], cwd=tmp_path, env=env)
+    theirs = place.run([place.python, *options, "-c", code], cwd=tmp_path, env=env)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (0, "True 1\n", "")
+    assert (theirs.returncode, theirs.stdout, theirs.stderr) == (0, "True 1\n", "")
