@@ -13,6 +13,7 @@ per linked interpreter).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Place, cargo, missing, place_of, render, require
+from .conftest import Place, cargo, flat, missing, place_of, render, require
 from .parity import RUN_PROBE
 from .test_e2e_pyo3 import ALLOCATORS, Builds, minors
 
@@ -181,3 +182,60 @@ def test_pythonhome_is_ignored_with_dash_e_or_dash_i_as_with_python(
     theirs = place.run([place.python, *options, "-c", code], cwd=tmp_path, env=env)
     assert (ours.returncode, ours.stdout, ours.stderr) == (0, "True 1\n", "")
     assert (theirs.returncode, theirs.stdout, theirs.stderr) == (0, "True 1\n", "")
+
+
+# ---- The CPython version ----
+
+# A stand-in for a Python: the real one, as its own sys.executable (so that
+# pyo3 records the stand-in), except that it answers build.rs's question (the
+# one that names sys.hexversion) with another version.
+STAND_IN = """#!/bin/bash
+case "$*" in
+  *sys.hexversion*)
+    exec {python} -S -c "import sys; sys.stdout.write('{hexversion} ' + sys.base_prefix)" ;;
+esac
+exec -a "$0" {python} "$@"
+"""
+
+
+def built_with_stand_in(place: Place, builds: Builds, tmp_path: Path, hexversion: int):
+    """`cargo build` of a new project, linking `place`'s Python through a
+    stand-in that tells build.rs it is `hexversion` (its own target folder)."""
+    script = STAND_IN.format(python=place.python, hexversion=hexversion)
+    # pyo3 asks a Python again only when PYO3_PYTHON changes: a new script
+    # gets a new name.
+    name = f"{hexversion:08x}-{hashlib.sha256(script.encode()).hexdigest()[:8]}"
+    stand_in = builds.target_root / "stand-ins" / f"python{place.minor}-{name}"
+    stand_in.parent.mkdir(parents=True, exist_ok=True)
+    stand_in.write_text(script)
+    stand_in.chmod(0o755)
+    project = render(tmp_path / "app", {"project_name": "app"})
+    target = builds.target_root / f"pyo3-{place.minor}-{hexversion:08x}"
+    result = cargo(project, target, "build", "--locked", env={"PYO3_PYTHON": str(stand_in)})
+    return result, target / "debug" / "app"
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_an_alpha_or_beta_python_is_refused_at_build_time(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    result, _ = built_with_stand_in(place, builds, tmp_path, 0x030C00A3)
+    assert result.returncode != 0
+    error = flat(result.stderr)
+    assert "pyo3 found CPython 3.12.0a3 (" in error
+    assert "a pre-release: its C structs may still change" in error
+    assert "Set PYO3_PYTHON to a CPython 3.9 to 3.15" in error
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_a_program_refuses_to_start_with_a_libpython_of_another_version_than_it_was_built_for(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    result, binary = built_with_stand_in(place, builds, tmp_path, 0x030B07F0)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ran = place.run([str(binary), "-c", "print('started')"], cwd=tmp_path)
+    assert (ran.returncode, ran.stdout) == (1, "")
+    assert ran.stderr.startswith(
+        "Fatal Python error: app::interpreter: this program was built for CPython 3.11.7, "
+        "but the libpython it loaded is 3.12.1: build it again with the Python it runs with\n"
+    )
