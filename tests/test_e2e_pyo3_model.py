@@ -239,3 +239,30 @@ def test_a_program_refuses_to_start_with_a_libpython_of_another_version_than_it_
         "Fatal Python error: app::interpreter: this program was built for CPython 3.11.7, "
         "but the libpython it loaded is 3.12.1: build it again with the Python it runs with\n"
     )
+
+
+# ---- The Rust module ----
+
+RUST_MODULE_PROBE = """
+import app_rs
+print(app_rs.add(40, 2), app_rs.greet("Rust " * 3), app_rs.add.__text_signature__)
+for call, error in ((lambda: app_rs.add("2", 3), TypeError),
+                    (lambda: app_rs.add(2**63 - 1, 1), OverflowError),
+                    (lambda: app_rs.greet(7), TypeError)):
+    try:
+        call()
+    except error as raised:
+        print(type(raised).__name__)
+"""
+
+
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_the_pymodule_converts_arguments_and_results_and_raises_python_errors(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    ran = place.run([str(binary), "-c", RUST_MODULE_PROBE], cwd=tmp_path)
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert ran.stdout == (
+        "42 Hello, Rust Rust Rust ! (a, b)\nTypeError\nOverflowError\nTypeError\n"
+    )

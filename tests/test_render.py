@@ -240,13 +240,18 @@ def test_default_pyembed_cargo_toml_is_a_standalone_package_that_pins_pyembed(pr
     assert cargo["dependencies"]["pyembed"] == {"version": "=0.24.0", "default-features": False}
 
 
-def test_default_pyo3_cargo_toml_is_a_standalone_package_on_pyo3_without_macros(project):
+def test_default_pyo3_cargo_toml_is_a_standalone_package_on_pyo3_with_only_its_macros(project):
     cargo = toml(project(), "Cargo.toml")
 
     assert cargo["package"]["name"] == "demo"
     assert cargo["package"]["build"] == "build.rs"
+    assert cargo["package"]["edition"] == "2024"
     assert cargo["workspace"] == {}
-    assert cargo["dependencies"]["pyo3"] == {"version": "0.30.1", "default-features": False}
+    assert cargo["dependencies"]["pyo3"] == {
+        "version": "0.30.1",
+        "default-features": False,
+        "features": ["macros"],
+    }
     assert "pyembed" not in cargo["dependencies"]
 
 
@@ -604,7 +609,7 @@ def test_project_name_names_the_package_and_the_windows_manifest_files(project, 
 def test_the_rust_module_is_named_after_the_project_as_a_python_identifier(project):
     generated = project(project_name="My-App_2")
 
-    assert 'pub const NAME: &CStr = c"my_app_2_rs";' in read(generated, "src/rust_module.rs")
+    assert "pub mod my_app_2_rs {" in read(generated, "src/rust_module.rs")
     assert "import my_app_2_rs" in read(generated, "README.md")
 
 
