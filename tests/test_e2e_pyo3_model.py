@@ -266,3 +266,44 @@ def test_the_pymodule_converts_arguments_and_results_and_raises_python_errors(
     assert ran.stdout == (
         "42 Hello, Rust Rust Rust ! (a, b)\nTypeError\nOverflowError\nTypeError\n"
     )
+
+
+# ---- Features ----
+
+
+@pytest.mark.parametrize(
+    ("features", "where", "says"),
+    [
+        ("global-allocator-jemalloc global-allocator-snmalloc", "src/lib.rs", "global-allocator"),
+        ("allocator-mimalloc allocator-snmalloc", "src/interpreter.rs", "allocator"),
+    ],
+    ids=["rust", "python"],
+)
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_two_allocator_features_are_refused_by_compile_error_beside_the_code(
+    place: Place, features: str, where: str, says: str, builds: Builds
+) -> None:
+    # Not from the build script (which rust-analyzer and `cargo clippy
+    # --all-features` would stop at, far from the cause): from the code.
+    project, _ = builds.get(place, "app", {})
+    result = place.cargo(project, builds.target_dir(place), "check", "--features", features)
+    assert result.returncode != 0
+    error = f"error: two {says}-* features are enabled, but a program has one "
+    assert error in result.stderr
+    assert f"--> {where}:" in result.stderr.split(error, 1)[1].splitlines()[1]
+    assert "failed to run custom build command" not in result.stderr
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_build_mode_prebuilt_artifacts_wins_over_the_default_build_mode(
+    place: Place, builds: Builds
+) -> None:
+    # Features stay additive: no --no-default-features needed.
+    project, _ = builds.get(place, "app", {})
+    result = place.cargo(
+        project, builds.target_dir(place), "check", "--features", "build-mode-prebuilt-artifacts"
+    )
+    assert result.returncode != 0
+    error = flat(result.stderr)
+    assert "build-mode-prebuilt-artifacts links the Python of the artifacts" in error
+    assert "but it is not set" in error
