@@ -307,3 +307,37 @@ def test_build_mode_prebuilt_artifacts_wins_over_the_default_build_mode(
     error = flat(result.stderr)
     assert "build-mode-prebuilt-artifacts links the Python of the artifacts" in error
     assert "but it is not set" in error
+
+
+# ---- Without Rust's main ----
+
+RUST_CODE_IN_MAIN = """        Ok(python) => {
+            print!("from Rust, no newline");
+            if std::env::var_os("PANIC").is_some() {
+                panic!("a Rust panic");
+            }
+            python.run_main()
+        }"""
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_rust_code_in_main_has_its_stdout_flushed_and_a_panic_exits_with_101_as_rusts_main(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    project = render(tmp_path / "panicky", {"project_name": "panicky"})
+    main = project / "src" / "main.rs"
+    text = main.read_text()
+    assert "        Ok(python) => python.run_main(),\n" in text
+    main.write_text(text.replace("        Ok(python) => python.run_main(),", RUST_CODE_IN_MAIN))
+    binary = place.built(project, builds.target_dir(place), "--locked")
+
+    ran = place.run([str(binary), "-c", "print('from Python')"], cwd=tmp_path)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (
+        0,
+        "from Python\nfrom Rust, no newline",
+        "",
+    )
+    panicked = place.run([str(binary), "-c", "pass"], cwd=tmp_path, env={"PANIC": "1"})
+    assert (panicked.returncode, panicked.stdout) == (101, "from Rust, no newline")
+    assert "panicked at src/main.rs:" in panicked.stderr
+    assert "a Rust panic" in panicked.stderr
