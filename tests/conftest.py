@@ -190,6 +190,7 @@ FILES_BY_ENGINE = {
         "src/interpreter.rs",
         "src/lib.rs",
         "src/rust_module.rs",
+        "tests/cli.rs",
         "tests/rust_calls_python.rs",
     },
     "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs", "src/python_start.rs"},

@@ -50,6 +50,24 @@ RUN_MODES = {
 
 # ---- The project's own tests and lints ----
 
+# Tests of the generated project that each run mode must pass (and so have).
+UNIT_TESTS = [
+    "interpreter::tests::the_command_line_is_read_from_c_argv",
+    "interpreter::tests::e_and_i_are_found_among_pythons_options_only",
+    "interpreter::tests::origin_is_the_programs_folder",
+    "interpreter::tests::a_venv_python_linked_to_the_program_has_it_as_its_base",
+    "interpreter::tests::the_test_interpreter_has_no_python_signal_handlers",
+    "interpreter::tests::module_and_code_modes_put_the_program_arguments_after_m_or_c",
+    "rust_module::tests::python_code_imports_the_module_and_calls_the_rust_function",
+    "python_code_calls_the_rust_module",
+    "a_child_that_multiprocessing_starts_runs_as_python_would",
+]
+OWN_TESTS = {
+    "app": [*UNIT_TESTS, "version_prints_pythons_version", "exit_statuses_are_pythons"],
+    "runmod": [*UNIT_TESTS, "every_argument_goes_to_the_module_even_pythons_options"],
+    "runcode": [*UNIT_TESTS, "every_argument_goes_to_the_code_even_pythons_options"],
+}
+
 
 @pytest.mark.parametrize("name", RUN_MODES)
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
@@ -67,6 +85,8 @@ def test_each_run_mode_passes_its_own_tests_rustfmt_and_clippy(
     assert tested.returncode == 0, tested.stdout + tested.stderr[-4000:]
     # Rust calling Python through the interpreter API (tests/rust_calls_python.rs).
     assert "rust_calls_python: ok" in tested.stdout
+    for test in OWN_TESTS[name]:
+        assert f"test {test} ... ok" in tested.stdout
 
 
 @pytest.mark.parametrize("allocator", ALLOCATORS)
