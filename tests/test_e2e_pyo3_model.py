@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -361,3 +362,83 @@ def test_rust_code_in_main_has_its_stdout_flushed_and_a_panic_exits_with_101_as_
     assert (panicked.returncode, panicked.stdout) == (101, "from Rust, no newline")
     assert "panicked at src/main.rs:" in panicked.stderr
     assert "a Rust panic" in panicked.stderr
+
+
+# ---- ._pth files (issue 20) ----
+
+PTH_PROBE = (
+    "import sys; print(sys.path, sys.prefix, sys.exec_prefix, sys.flags.isolated, "
+    "sys.flags.no_site, sys.flags.safe_path, sys.flags.ignore_environment, "
+    "'site' in sys.modules)"
+)
+
+
+def beside_a_pth(place: Place, executable: str, folder: Path, pth: str) -> str:
+    """What PTH_PROBE prints when `executable` runs through a link in
+    `folder` (as CPython's test_site makes it) with `pth` in NAME._pth
+    beside the link, the folder written FOLDER."""
+    folder.mkdir(parents=True)
+    link = folder / Path(executable).name
+    link.symlink_to(executable)
+    (folder / f"{link.name}._pth").write_text(pth)
+    ran = place.run([str(link), "-c", PTH_PROBE], cwd=folder, env={"PYTHONPATH": "/env/path"})
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.replace(str(folder), "FOLDER")
+
+
+@pytest.mark.parametrize("site", [True, False], ids=["import-site", "no-site"])
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_a_pth_file_beside_the_program_sets_sys_path_as_beside_python(
+    place: Place, site: bool, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    where = "import sysconfig; print(sysconfig.get_path('stdlib'))"
+    stdlib = place.run([place.python, "-c", where], cwd=tmp_path).stdout.strip()
+    pth = f"# the standard library\n{stdlib}\n{stdlib}/lib-dynload\n.\n../lib\n"
+    pth += "import site\n" if site else ""
+    ours = beside_a_pth(place, str(binary), tmp_path / "ours", pth)
+    theirs = beside_a_pth(place, place.python, tmp_path / "theirs", pth)
+    assert ours.replace("ours", "X") == theirs.replace("theirs", "X")
+    # The file's lines are sys.path, its folder the prefix; isolated mode,
+    # and site only with `import site`.
+    paths = f"['{stdlib}', '{stdlib}/lib-dynload', 'FOLDER', '"
+    assert ours.startswith(paths), ours
+    assert ours.endswith(f" FOLDER FOLDER 1 {int(not site)} True 1 {site}\n"), ours
+
+
+def site_test_command(place: Place, builds: Builds) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment that run CPython's test_site with
+    `place`'s Python. Debian leaves the test suite out of its python3.X
+    packages: for the sid root's, test_site.py comes from its
+    libpython3.X-testsuite package, downloaded once."""
+    if place.root is None:
+        return ["-m", "test", "test_site", "-v"], {}
+    folder = builds.target_root / f"test-site-{place.minor}"
+    if not (folder / "test_site.py").is_file():
+        debs = builds.target_root / "sid-debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        package = f"libpython{place.minor}-testsuite"
+        got = place.run(["apt-get", "download", package], cwd=debs)
+        assert got.returncode == 0, got.stderr
+        (deb,) = debs.glob(f"{package}_*.deb")
+        extracted = debs / package
+        unpacked = place.run(["dpkg-deb", "-x", str(deb), str(extracted)], cwd=debs)
+        assert unpacked.returncode == 0, unpacked.stderr
+        folder.mkdir(parents=True, exist_ok=True)
+        test_site = extracted / "usr" / "lib" / f"python{place.minor}" / "test" / "test_site.py"
+        shutil.copy(test_site, folder / "test_site.py")
+    return ["-m", "unittest", "-v", "test_site"], {"PYTHONPATH": str(folder)}
+
+
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_cpythons_own_test_site_passes_with_the_program_as_sys_executable(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    _, binary = builds.get(place, "app", {})
+    command, env = site_test_command(place, builds)
+    for executable in (place.python, str(binary)):
+        ran = place.run([executable, *command], cwd=tmp_path, env=env)
+        output = ran.stdout + ran.stderr
+        assert ran.returncode == 0, f"{executable}:\n{output[-6000:]}"
+        for test in ("test_underpth_basic", "test_underpth_file", "test_underpth_nosite_file"):
+            assert re.search(rf"^{test} \(.*\) \.\.\. ok$", output, re.M), (executable, test)
