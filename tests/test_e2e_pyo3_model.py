@@ -442,3 +442,28 @@ def test_cpythons_own_test_site_passes_with_the_program_as_sys_executable(
         assert ran.returncode == 0, f"{executable}:\n{output[-6000:]}"
         for test in ("test_underpth_basic", "test_underpth_file", "test_underpth_nosite_file"):
             assert re.search(rf"^{test} \(.*\) \.\.\. ok$", output, re.M), (executable, test)
+
+
+# ---- Other targets ----
+
+
+@pytest.mark.parametrize("target", ["x86_64-unknown-linux-musl", "x86_64-pc-windows-gnu"])
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_the_generated_code_compiles_cleanly_for_musl_and_windows(
+    place: Place, target: str, builds: Builds
+) -> None:
+    # No musl or Windows CPython can be had here to link and run against, so
+    # this checks what can be: the cfg(windows) code and the musl build (whose
+    # command line comes from C's argv) compile, with clippy's lints.
+    require("rustup")
+    added = subprocess.run(["rustup", "target", "add", target], capture_output=True, text=True,
+                           timeout=600, check=False)  # fmt: skip
+    if added.returncode != 0:
+        missing(f"rustup cannot add the {target} target: {added.stderr.strip()}")
+    project, _ = builds.get(place, "app", {})
+    checked = cargo(
+        project, builds.target_root / f"pyo3-check-{target}", "clippy", "--locked",
+        "--all-targets", "--target", target, "--", "-D", "warnings",
+        env={"PYO3_CROSS_PYTHON_VERSION": place.minor},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr[-4000:]
