@@ -508,9 +508,8 @@ def test_prebuilt_mode_without_its_pyo3_config_file_explains_the_two_step_build(
     [
         ("global-allocator-jemalloc global-allocator-mimalloc", "one Rust global allocator"),
         ("allocator-mimalloc allocator-snmalloc", "one Python allocator"),
-        ("build-mode-prebuilt-artifacts", "Add --no-default-features"),
     ],
-    ids=["two-global-allocators", "two-python-allocators", "two-build-modes"],
+    ids=["two-global-allocators", "two-python-allocators"],
 )
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
 def test_conflicting_features_are_refused_with_the_fix(
