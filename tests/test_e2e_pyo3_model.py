@@ -436,6 +436,12 @@ def test_cpythons_own_test_site_passes_with_the_program_as_sys_executable(
 ) -> None:
     _, binary = builds.get(place, "app", {})
     command, env = site_test_command(place, builds)
+    # test_site makes the user site folder (~/.local/lib/python3.X/site-packages)
+    # when it is missing, and leaves it: in a home of its own, not the real one,
+    # where it would change sys.path for every later python.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**env, "HOME": str(home)}
     for executable in (place.python, str(binary)):
         ran = place.run([executable, *command], cwd=tmp_path, env=env)
         output = ran.stdout + ran.stderr
