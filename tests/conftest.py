@@ -196,9 +196,12 @@ FILES_BY_ENGINE = {
     "pyo3": {
         *COMMON_FILES,
         "src/interpreter.rs",
+        "src/lib.rs",
         "src/onefile.rs",
         "src/onefile_importer.py",
         "src/rust_module.rs",
+        "tests/cli.rs",
+        "tests/rust_calls_python.rs",
     },
     "pyembed": {*COMMON_FILES, "pyoxidizer.bzl", "src/python_config.rs", "src/python_start.rs"},
 }

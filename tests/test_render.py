@@ -62,6 +62,7 @@ ENGINE_ANSWERS = {"pyo3": [], "pyembed": ["pyembed_version"]}
 COMPUTED = [
     "engine_version",
     "windows_features",
+    "crate_name",
     "rust_module_name",
     "python_min",
     "python_max",
@@ -242,13 +243,18 @@ def test_default_pyembed_cargo_toml_is_a_standalone_package_that_pins_pyembed(pr
     assert cargo["dependencies"]["pyembed"] == {"version": "=0.24.0", "default-features": False}
 
 
-def test_default_pyo3_cargo_toml_is_a_standalone_package_on_pyo3_without_macros(project):
+def test_default_pyo3_cargo_toml_is_a_standalone_package_on_pyo3_with_only_its_macros(project):
     cargo = toml(project(), "Cargo.toml")
 
     assert cargo["package"]["name"] == "demo"
     assert cargo["package"]["build"] == "build.rs"
+    assert cargo["package"]["edition"] == "2024"
     assert cargo["workspace"] == {}
-    assert cargo["dependencies"]["pyo3"] == {"version": "0.30.1", "default-features": False}
+    assert cargo["dependencies"]["pyo3"] == {
+        "version": "0.30.1",
+        "default-features": False,
+        "features": ["macros"],
+    }
     assert "pyembed" not in cargo["dependencies"]
 
 
@@ -360,10 +366,11 @@ def test_global_allocator_enables_its_feature_and_optional_dependency(project, e
     for enables in cargo["features"][feature]:
         dependency = enables.removeprefix("dep:")
         assert cargo["dependencies"][dependency]["optional"] is True
-    # The cfg-gated #[global_allocator] static for the feature must be there.
+    # The cfg-gated #[global_allocator] static for the feature must be there
+    # (pyo3: in the library, which every binary of the package links).
     assert re.search(
         rf'#\[cfg\(feature = "{feature}"\)\]\s*#\[global_allocator\]',
-        read(generated, "src/main.rs"),
+        read(generated, "src/lib.rs" if engine == "pyo3" else "src/main.rs"),
     )
 
 
@@ -611,7 +618,7 @@ def test_project_name_names_the_package_and_the_windows_manifest_files(project, 
 def test_the_rust_module_is_named_after_the_project_as_a_python_identifier(project):
     generated = project(project_name="My-App_2")
 
-    assert 'pub const NAME: &CStr = c"my_app_2_rs";' in read(generated, "src/rust_module.rs")
+    assert "pub mod my_app_2_rs {" in read(generated, "src/rust_module.rs")
     assert "import my_app_2_rs" in read(generated, "README.md")
 
 

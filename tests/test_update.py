@@ -34,6 +34,7 @@ from .conftest import (
 )
 
 PYEMBED_MAIN = "{% if engine == 'pyembed' %}main.rs{% endif %}.jinja"
+PYEMBED_CARGO_CONFIG = "{% if engine == 'pyembed' %}config.toml{% endif %}"
 MAIN_OLD = "// {{ project_name }}: a program that runs an embedded Python interpreter."
 MAIN_NEW = "// {{ project_name }}: a program that embeds Python (updated template)."
 
@@ -50,10 +51,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = working_tree(tmp_path_factory.mktemp("template") / "repo")
     git(repo, "init", "-q")
     cargo_dir = repo / "template" / ".cargo"
-    (cargo_dir / "config.toml").rename(cargo_dir / "config")
+    (cargo_dir / PYEMBED_CARGO_CONFIG).rename(cargo_dir / "config")
     commit_all(repo, "early template: .cargo/config")
     git(repo, "tag", "v0.1.0")
-    (cargo_dir / "config").rename(cargo_dir / "config.toml")
+    (cargo_dir / "config").rename(cargo_dir / PYEMBED_CARGO_CONFIG)
     edit(repo / "template" / "src" / PYEMBED_MAIN, MAIN_OLD, MAIN_NEW)
     commit_all(repo, "template fix")
     git(repo, "tag", "v0.2.0")
