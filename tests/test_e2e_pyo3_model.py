@@ -46,6 +46,9 @@ RUN_MODES = {
     "app": {},
     "runmod": {"run_mode": "module", "run_module": "probe"},
     "runcode": {"run_mode": "code", "run_code": RUN_PROBE},
+    # The app in python/runentry, called as a console script (runentry:main).
+    "runentry": {"run_mode": "module"},
+    "runrust": {"run_mode": "rust"},
 }
 
 
@@ -58,15 +61,26 @@ UNIT_TESTS = [
     "interpreter::tests::origin_is_the_programs_folder",
     "interpreter::tests::a_venv_python_linked_to_the_program_has_it_as_its_base",
     "interpreter::tests::the_test_interpreter_has_no_python_signal_handlers",
-    "interpreter::tests::module_and_code_modes_put_the_program_arguments_after_m_or_c",
+    "interpreter::tests::module_code_and_entry_point_modes_put_the_program_arguments_after_m_or_c",
     "rust_module::tests::python_code_imports_the_module_and_calls_the_rust_function",
     "python_code_calls_the_rust_module",
     "a_child_that_multiprocessing_starts_runs_as_python_would",
 ]
 OWN_TESTS = {
     "app": [*UNIT_TESTS, "version_prints_pythons_version", "exit_statuses_are_pythons"],
-    "runmod": [*UNIT_TESTS, "every_argument_goes_to_the_module_even_pythons_options"],
-    "runcode": [*UNIT_TESTS, "every_argument_goes_to_the_code_even_pythons_options"],
+    "runmod": UNIT_TESTS,
+    "runcode": UNIT_TESTS,
+    "runentry": [
+        *UNIT_TESTS,
+        "every_argument_goes_to_the_app_whose_usage_names_the_program",
+        "python_variables_and_the_current_folder_change_nothing",
+    ],
+    "runrust": [
+        *UNIT_TESTS,
+        "rust_calls_the_app_with_the_arguments_and_uses_what_it_returns",
+        "a_python_exception_prints_pythons_traceback_and_exits_with_1",
+        "python_variables_and_the_current_folder_change_nothing",
+    ],
 }
 
 

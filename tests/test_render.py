@@ -292,6 +292,7 @@ def test_default_pyo3_cargo_toml_has_two_build_modes_every_allocator_and_onefile
         "allocator-mimalloc": ["dep:libmimalloc-sys"],
         "allocator-snmalloc": ["dep:snmalloc-sys"],
         "onefile": ["dep:lz4_flex"],
+        "python-environment": [],
     }
 
 
@@ -459,7 +460,7 @@ RUN_MODES = [
         {"run_module": '"http.server"', "parse_argv": "False"},
         {"run_module": 'Some("http.server".to_string())', "parse_argv": "Some(false)"},
         'interpreter::Run::Module("http.server")',
-        "like `python -m http.server`",
+        "like `python -I -m http.server`",
         id="module",
     ),
     pytest.param(
