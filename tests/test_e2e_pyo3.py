@@ -62,7 +62,7 @@ class Builds:
     made: dict[tuple[str, str], tuple[Path, Path]] = field(default_factory=dict)
 
     def get(
-        self, place: Place, name: str, answers: dict, *, exported: bool = False
+        self, place: Place, name: str, answers: dict, *, exported: bool = False, features: str = ""
     ) -> tuple[Path, Path]:
         """(project, binary) of a project named `name`, rendered and built once.
 
@@ -70,7 +70,8 @@ class Builds:
         Python reaches the allocators' own functions with ctypes.CDLL(None),
         as a test needs and a user's build does not (build.rs exports them
         only for a static libpython). `cargo rustc` passes the flag to this
-        crate alone: its dependencies are the target folder's, built once."""
+        crate alone: its dependencies are the target folder's, built once.
+        `features`: cargo's --features (a feature of this crate alone)."""
         key = (place.minor, name)
         if key not in self.made:
             project = render(self.root / place.minor / name, {"project_name": name, **answers})
@@ -82,7 +83,8 @@ class Builds:
                 assert built.returncode == 0, built.stderr[-4000:]
                 binary = self.target_dir(place) / "debug" / name
             else:
-                binary = place.built(project, self.target_dir(place), "--locked")
+                extra = ("--features", features) if features else ()
+                binary = place.built(project, self.target_dir(place), "--locked", *extra)
             self.made[key] = (project, binary)
         return self.made[key]
 
@@ -208,7 +210,7 @@ def side_by_side(place: Place, binary: Path, ours: list[str], theirs: list[str],
     mine = place.run([str(binary), *ours], cwd=cwd)
     python = place.run([place.python, *theirs], cwd=cwd)
     return [
-        (ran.returncode, ran.stdout.replace(path, "PROGRAM"), ran.stderr)
+        (ran.returncode, ran.stdout.replace(path, "PROGRAM"), ran.stderr.replace(path, "PROGRAM"))
         for ran, path in ((mine, str(binary)), (python, place.python))
     ]
 
@@ -227,7 +229,7 @@ def test_module_run_mode_is_python_dash_i_dash_m_and_without_isolation_python_da
     # The python-environment feature turns isolation off: `python -m`.
     _, binary = builds.get(
         place, "runmod-env", {"run_mode": "module", "run_module": "probe"},
-        "--features", "python-environment",
+        features="python-environment",
     )  # fmt: skip
     ours, theirs = side_by_side(place, binary, args, ["-m", "probe", *args], tmp_path)
     assert ours == theirs
@@ -238,7 +240,9 @@ def test_module_run_mode_is_python_dash_i_dash_m_and_without_isolation_python_da
 def test_code_run_mode_is_python_dash_i_dash_c(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
-    _, binary = builds.get(place, "runcode", {"run_mode": "code", "run_code": RUN_PROBE})
+    # No app folder: python/ would be on sys.path in this development build.
+    answers = {"run_mode": "code", "run_code": RUN_PROBE, "python_package": ""}
+    _, binary = builds.get(place, "runcode-noapp", answers)
     args = ["a", "-c", "b"]
     ours, theirs = side_by_side(place, binary, args, ["-I", "-c", RUN_PROBE, *args], tmp_path)
     assert ours == theirs
@@ -266,7 +270,7 @@ def test_the_app_ignores_python_variables_and_the_current_folder_unless_told_oth
         ran = place.run([str(binary), "you"], cwd=tmp_path, env=env)
         assert (ran.returncode, ran.stdout) == (0, "Hello, you!\n"), (name, ran.stderr)
     # The control: with the python-environment feature, each counts.
-    _, binary = builds.get(place, "runiso-env", answers, "--features", "python-environment")
+    _, binary = builds.get(place, "runiso-env", answers, features="python-environment")
     ran = place.run([str(binary), "you"], cwd=tmp_path, env=tries["cwd"])
     assert ran.stdout == "hijacked\n"
     ran = place.run([str(binary), "you"], cwd=tmp_path / "path", env=tries["pythonpath"])
