@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,19 +259,44 @@ def run_pip(
 ) -> None:
     """pip install --target, from the requirements file's folder (so its
     relative paths mean what they say), without compiling (compile_tree does,
-    with paths inside the bundle)."""
+    with paths inside the bundle). For a target's Python run under an
+    emulator, which cannot start itself again to build a package, this
+    Python's pip builds the app's wheel first, and the target's Python
+    installs wheels only."""
     what: list[str] = []
     if requirements is not None:
         what += ["--requirement", str(requirements.resolve())]
-    if app is not None:
-        what.append(str(app.resolve()))
-    pip = pip_for(python)[
-        ["install", "--no-input", "--disable-pip-version-check", "--no-compile",
-         "--target", str(site_packages.resolve()), *what]
-    ]  # fmt: skip
     folder = requirements.resolve().parent if requirements is not None else Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="app-wheel-") as wheels:
+        if app is not None and python.emulated:
+            pip_run(
+                local[sys.executable]["-m", "pip"],
+                ["wheel", "--no-deps", "--no-input", "--disable-pip-version-check",
+                 "--wheel-dir", wheels, str(app.resolve())],
+                python, app, None, folder,
+            )  # fmt: skip
+            what += [str(wheel) for wheel in Path(wheels).glob("*.whl")]
+            what.append("--only-binary=:all:")
+        elif app is not None:
+            what.append(str(app.resolve()))
+        pip_run(
+            pip_for(python),
+            ["install", "--no-input", "--disable-pip-version-check", "--no-compile",
+             "--target", str(site_packages.resolve()), *what],
+            python, app, requirements, folder,
+        )  # fmt: skip
+
+
+def pip_run(
+    pip: BaseCommand,
+    args: list[str],
+    python: Interpreter,
+    app: Path | None,
+    requirements: Path | None,
+    folder: Path,
+) -> None:
     with local.cwd(folder):
-        code, out, err = pip.run(retcode=None, timeout=PIP_TIMEOUT)
+        code, out, err = pip[args].run(retcode=None, timeout=PIP_TIMEOUT)
     if code != 0:
         said = last_line(out, err)
         named = " and ".join(
@@ -285,20 +311,25 @@ def run_pip(
 
 
 def pip_for(python: Interpreter) -> BaseCommand:
-    """pip for the vetted interpreter: its own, or, when it has none (Debian's
-    python3 without python3-pip), this Python's pip run for it with
-    `--python` (pip 22.3 and later), which installs with that interpreter."""
+    """pip for the vetted interpreter: its own; or, when it has none (Debian's
+    python3 without python3-pip, a target's python3-minimal), this Python's
+    pip (22.3 or later) run for it: with `--python`, or for a target's
+    Python under its emulator, pip's own runner script run by that Python
+    (pip is pure Python: it installs with that interpreter's tags)."""
     found = python.command()[
         "-S", "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('pip') is None)"
     ].run(retcode=None, timeout=PIP_TIMEOUT)[0]
     if found == 0:
         return python.command()["-m", "pip"]
     try:
-        from pip import __version__ as version
+        import pip
     except ImportError:
-        version = "0"
+        pip = None
+    version = getattr(pip, "__version__", "0")
     recent = tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) >= (22, 3)
-    if recent and not python.emulated:
+    if pip is not None and recent:
+        if python.emulated:
+            return python.command()[str(Path(pip.__file__).parent / "__pip-runner__.py")]
         return local[sys.executable]["-m", "pip", "--python", python.executable]
     raise HookError(
         f"{python.describe} has no pip, which installs the app and its packages into the "

@@ -264,7 +264,8 @@ def test_the_app_ignores_python_variables_and_the_current_folder_unless_told_oth
         "pythonpath": {"PYTHONPATH": str(tmp_path / "path")},
         "pythonhome": {"PYTHONHOME": str(tmp_path / "nowhere")},
     }
-    answers = {"run_mode": "module"}  # runs runiso:main, the app in python/
+    # Both projects run runiso:main, the app in their python/runiso.
+    answers = {"run_mode": "module", "python_package": "runiso"}
     _, binary = builds.get(place, "runiso", answers)
     for name, env in tries.items():
         ran = place.run([str(binary), "you"], cwd=tmp_path, env=env)
