@@ -3,12 +3,12 @@ in partials/ (Jinja macros each engine's template calls), and moving it there
 changed no generated pyembed project: every answer combination renders
 byte for byte as it did at BASE, rendered from a throwaway clone.
 
-BASE is main's commit the partials were merged into (c28cb1f): it holds
-the deliberate changes to pyembed projects made beside the partials (the
-tool environment's README lines, the cross builds' build.rs, README and
-workflows), so the merge itself changed no generated pyembed file. A later
-deliberate change to what pyembed projects hold moves it forward (to that
-change's commit) and says so in the commit message.
+BASE was first main's commit the partials were merged into (c28cb1f), so
+the merge itself changed no generated pyembed file. A later deliberate
+change to what pyembed projects hold moves it forward (to that change's
+commit) and says so in the commit message: now f14b0cd, the last commit of
+issue 21 (the app's home python/, its isolation and entry point, Ship your
+application in the README).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pytest
 
 from .conftest import ROOT, files, git, missing, working_tree
 
-BASE = "c28cb1fa4b415c0848e7ecf7b02b83ad9b57bd78"
+BASE = "f14b0cdee2a17e5e10b4c16e664f204345834a6e"
 SHARED_FILES = ("README.md", "build.rs", "Cargo.toml")
 ENGINES = ("pyo3", "pyembed")
 
