@@ -426,8 +426,13 @@ ARGV_AND_PATH0 = "import json, sys; print(json.dumps([sys.argv, sys.path[0]]))"
             ["--features", "python-environment"],
             ["-m", "probe"],
         ),
-        # Isolated, the default: `python -I -c`.
-        ({"run_mode": "code", "run_code": ARGV_AND_PATH0}, [], ["-I", "-c", ARGV_AND_PATH0]),
+        # Isolated, the default: `python -I -c`; no app folder (python/ would
+        # be on sys.path in this development build).
+        (
+            {"run_mode": "code", "run_code": ARGV_AND_PATH0, "python_package": ""},
+            [],
+            ["-I", "-c", ARGV_AND_PATH0],
+        ),
     ],
     ids=["module-python-environment", "code-isolated"],
 )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from . import relocation
+from . import relocation, sidroot
 from .conftest import SID_MINORS, Place, cargo, copy_cli, flat, place_of, render
 from .parity import (
     CASES,
@@ -655,7 +655,7 @@ def write_app(project: Path, greeting: str) -> None:
 
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
 def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
-    place: Place, builds: Builds, tmp_path: Path
+    place: Place, builds: Builds, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     # The app is python/hello; the program runs hello:main (run_module's default).
     answers = {"project_name": "shipped", "python_package": "hello", "run_mode": "module"}
@@ -669,7 +669,8 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     }
 
     def build() -> subprocess.CompletedProcess[str]:
-        hooks = [sys.executable, "tools/hooks", "build", "--requirements", "deps/requirements.txt"]
+        hooks = [sys.executable, "tools/hooks", "build", "--portable",
+                 "--requirements", "deps/requirements.txt"]  # fmt: skip
         return subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
                               timeout=1800, check=False)  # fmt: skip
 
@@ -695,6 +696,15 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     assert usage.stdout.startswith("Usage: shipped [OPTIONS] [NAME]\n"), usage.stdout
     pool = run_moved("--pool")
     assert (pool.returncode, pool.stdout) == (0, "[1, 4, 9]\n"), pool.stderr
+    # --portable: the same in a minimal Debian root (no Python, OpenSSL or SQLite).
+    root = request.getfixturevalue("minimal_root")
+    copy = tmp_path / "in-root" / "shipped"
+    shutil.copytree(folder, copy, symlinks=True)
+    with sidroot.mounted(root, [copy.parent]):
+        in_root = sidroot.run(root, [str(copy / "shipped"), "<b>"], cwd=Path("/"))
+    assert (in_root.returncode, in_root.stdout) == (0, "Hello &lt;b&gt; local speedups=True\n"), (
+        in_root.stderr
+    )
     # Nothing in the bundle, binary files included, names this machine's
     # folders; no script with this machine's Python as its first line.
     assert relocation.machine_paths(folder, project, prefix) == {}
