@@ -212,8 +212,8 @@ GENERATED_FILES = FILES_BY_ENGINE["pyo3"]
 @pytest.fixture(scope="session")
 def cargo_target_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One CARGO_TARGET_DIR root for every end-to-end build of the session, so
-    crates compile once. PYEMBED_TEMPLATE_TARGET_DIR keeps it across runs."""
-    given = os.environ.get("PYEMBED_TEMPLATE_TARGET_DIR")
+    crates compile once. RUST_EMBEDDED_PYTHON_TARGET_DIR keeps it across runs."""
+    given = os.environ.get("RUST_EMBEDDED_PYTHON_TARGET_DIR")
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
         return Path(given)
@@ -274,9 +274,9 @@ def run(binary: Path, *args: str, cwd: Path, stdin: str | None = None, env=None,
 
 # In CI a missing prerequisite fails its test. The template's GitHub workflow
 # runs on machines without pyenv or root, and opts out with
-# PYEMBED_TEMPLATE_SKIP_MISSING=1 (its tests are then skipped, saying so).
+# RUST_EMBEDDED_PYTHON_SKIP_MISSING=1 (its tests are then skipped, saying so).
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes") and not os.environ.get(
-    "PYEMBED_TEMPLATE_SKIP_MISSING"
+    "RUST_EMBEDDED_PYTHON_SKIP_MISSING"
 )
 # CPython versions the sid root provides (tests/sidroot.py).
 SID_MINORS = ("3.14", "3.15")

@@ -13,7 +13,7 @@ downloaded package unpacked with `dpkg-deb -x`:
 - `arm64-SUITE-libc`: a folder holding only the C library and libgcc_s
   (Debian's libc6 and libgcc-s1), for `qemu-aarch64-static -L`.
 
-They are kept beside the sid root (tests/sidroot.py: PYEMBED_SID_ROOT's
+They are kept beside the sid root (tests/sidroot.py: RUST_EMBEDDED_PYTHON_SID_ROOT's
 folder), made once and reused; a root whose marker file is missing or stale is
 made again.
 """

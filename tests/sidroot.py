@@ -35,9 +35,21 @@ from typing import Any, cast
 
 from plumbum import local
 
-DEFAULT_ROOT = Path(
-    os.environ.get("PYEMBED_SID_ROOT") or Path.home() / ".cache" / "pyembed-template" / "sid-root"
-)
+
+def _test_cache() -> Path:
+    """The tests' cache folder, beside the hooks' tool environments in
+    ~/.cache/rust-embedded-python-template; the one earlier versions made under
+    the template's old name (~/.cache/pyembed-template) is moved there once."""
+    cache = Path.home() / ".cache" / "rust-embedded-python-template" / "tests"
+    old = Path.home() / ".cache" / "pyembed-template"
+    if not cache.exists() and old.is_dir():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        old.rename(cache)
+    return cache
+
+
+TEST_CACHE = _test_cache()
+DEFAULT_ROOT = Path(os.environ.get("RUST_EMBEDDED_PYTHON_SID_ROOT") or TEST_CACHE / "sid-root")
 PACKAGES = (
     "python3.14-dev",  # python3.14, libpython3.14.so and the headers
     "python3.15-dev",
@@ -266,7 +278,7 @@ def _reachable_mirror(suite: str) -> str:
     except (urllib.error.URLError, OSError) as error:
         raise RuntimeError(
             f"Debian mirror {mirror} unreachable ({error}): fix the network or set"
-            " PYEMBED_SID_MIRROR to a reachable Debian mirror."
+            " RUST_EMBEDDED_PYTHON_SID_MIRROR to a reachable Debian mirror."
         ) from error
     return mirror
 
@@ -288,10 +300,10 @@ def _debootstrap_path() -> str:
 
 
 def _mirror() -> str:
-    """$PYEMBED_SID_MIRROR, else the host's Debian mirror (deb822 sources), else
-    deb.debian.org."""
-    if os.environ.get("PYEMBED_SID_MIRROR"):
-        return os.environ["PYEMBED_SID_MIRROR"].rstrip("/")
+    """$RUST_EMBEDDED_PYTHON_SID_MIRROR, else the host's Debian mirror (deb822
+    sources), else deb.debian.org."""
+    if os.environ.get("RUST_EMBEDDED_PYTHON_SID_MIRROR"):
+        return os.environ["RUST_EMBEDDED_PYTHON_SID_MIRROR"].rstrip("/")
     sources = Path("/etc/apt/sources.list.d/debian.sources")
     if sources.is_file():
         for stanza in re.split(r"\n\s*\n", sources.read_text()):
@@ -406,8 +418,9 @@ def _refuse_inside_git(root: Path) -> None:
     for parent in [root, *root.parents]:
         if (parent / ".git").exists():
             raise RuntimeError(
-                f"the sid root {root} is inside the git work tree {parent}: set PYEMBED_SID_ROOT"
-                " to a folder outside it (default ~/.cache/pyembed-template/sid-root)."
+                f"the sid root {root} is inside the git work tree {parent}: set"
+                " RUST_EMBEDDED_PYTHON_SID_ROOT to a folder outside it (default"
+                " ~/.cache/rust-embedded-python-template/tests/sid-root)."
             )
 
 

