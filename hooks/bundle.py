@@ -8,12 +8,15 @@ and its archive.
 Files are copied, and the archive written, only when something changed, so a
 second build with nothing changed is quick. `--portable` also copies the
 shared libraries the program needs from the system (OpenSSL, SQLite, libffi,
-zlib, ...), all but the C library and libgcc_s.
+zlib, ...), all but the C library and libgcc_s. Every file of the folder,
+binary ones included, is searched for this machine's folders (the
+project's and the build Python's prefix), as `grep -r` would.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 from dataclasses import dataclass, field
@@ -32,6 +35,8 @@ class Bundle:
     archive: Path
     needs: dict[str, list[str]]  # library -> the bundled files that need it
     copied: list[str] = field(default_factory=list)  # with --portable
+    searched: list[str] = field(default_factory=list)  # this machine's folders
+    names: dict[str, list[str]] = field(default_factory=dict)  # file -> those it names
 
     @property
     def folder_mib(self) -> float:
@@ -51,10 +56,12 @@ def assemble(
     target: str,
     portable: bool = False,
     sysroot: str | None = None,
+    prefix: str | None = None,
 ) -> Bundle:
     """dist/NAME/ and its archive from the built program and the runtime's lib/.
     A cross build's `sysroot` is the target system whose libraries --portable
-    carries."""
+    carries; `prefix` is the build Python's, which no file may name but
+    libpython (CPython's compiled-in default prefix)."""
     dist = project.root / "dist"
     folder = dist / project.name
     archive = dist / f"{project.name}-{version}-{target}.tar.gz"
@@ -71,19 +78,56 @@ def assemble(
         record = project.artifact_dir / "bundle.json"
         current = manifest(folder)
         last = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-        if archive.is_file() and last.get("manifest") == current:
-            bundle.needs = last["needs"]  # nothing changed: neither the files nor their needs
+        bundle.searched = machine_folders(project.root, prefix)
+        if (
+            archive.is_file()
+            and last.get("manifest") == current
+            and last.get("searched") == bundle.searched
+        ):
+            # Nothing changed: neither the files, nor their needs, nor what they name.
+            bundle.needs, bundle.names = last["needs"], last["names"]
         else:
             bundle.needs = runtime.system_libraries(folder, allowed)
+            bundle.names = machine_paths(folder, bundle.searched, prefix)
             write_archive(folder, archive)
             record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"manifest": current, "needs": bundle.needs}))
+            made = {"manifest": current, "needs": bundle.needs, "names": bundle.names}
+            record.write_text(json.dumps({**made, "searched": bundle.searched}))
     except OSError as error:
         raise HookError(
             f"Cannot write the bundle in {dist} ({error.strerror or error}).",
             "Make the project's dist folder writable (or remove it), then run the build again.",
         ) from error
     return bundle
+
+
+def machine_folders(project: Path, prefix: str | None) -> list[str]:
+    """This machine's folders no file of the bundle should name: the project's
+    and the build Python's `prefix`, as given and resolved. A system prefix
+    (/usr) is left out: every system library names it."""
+    folders = {str(project), os.path.realpath(project)}
+    if prefix and os.path.realpath(prefix) not in ("/", "/usr", "/usr/local"):
+        folders |= {prefix, os.path.realpath(prefix)}
+    return sorted(folders)
+
+
+def machine_paths(folder: Path, searched: list[str], prefix: str | None) -> dict[str, list[str]]:
+    """The files of `folder` (read as bytes, as `grep -r` does) that name any
+    of the `searched` folders, with those they name. libpython may hold the
+    `prefix`: CPython's compiled-in default, unused because the program sets
+    Python's home."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        allowed = {prefix, os.path.realpath(prefix)} if prefix else set()
+        if not path.name.startswith("libpython"):
+            allowed = set()
+        held = [name for name in searched if name not in allowed and os.fsencode(name) in data]
+        if held:
+            found[str(path.relative_to(folder))] = held
+    return found
 
 
 def copy_if_changed(source: Path, destination: Path) -> None:

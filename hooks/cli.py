@@ -388,6 +388,7 @@ def build(project: Project, args: argparse.Namespace) -> Path:
             target.triple,
             args.portable,
             python.sysroot if python else None,
+            python.base_prefix if python and not python.sysroot else None,
         )
         report_bundle(result, target.triple)
     return result.folder / binary.name
@@ -415,6 +416,15 @@ def report_bundle(result: Bundle, triple: str) -> None:
             say("`python3 tools/hooks build --portable` carries them too.")
     else:
         say("It needs nothing from the target system beyond the C library.")
+    if result.names:
+        note("These files of it name this machine's folders, and may fail where those are missing:")
+        code("\n".join(f"{name}  ({', '.join(held)})" for name, held in result.names.items()))
+    else:
+        say(
+            f"No file of it names {' or '.join(result.searched)} (read as bytes, as `grep -r` "
+            "does); libpython may name its Python's prefix, CPython's compiled-in default, "
+            "which the program does not use: it sets Python's home."
+        )
 
 
 def run_migrate(args: argparse.Namespace) -> int:

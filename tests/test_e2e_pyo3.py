@@ -708,6 +708,11 @@ def test_every_build_ships_the_app_as_it_is_now_and_nothing_names_this_machine(
     # Nothing in the bundle, binary files included, names this machine's
     # folders; no script with this machine's Python as its first line.
     assert relocation.machine_paths(folder, project, prefix) == {}
+    # The build searched the same way, and says so.
+    said = flat(first.stdout)
+    assert "No file of it names " in said, said
+    searched = said.split("No file of it names ", 1)[1].split(" (read as bytes", 1)[0]
+    assert {str(project), str(prefix)} <= set(searched.split(" or ")), searched
     site_packages = folder / "lib" / "python3.12" / "site-packages"
     assert not (site_packages / "bin").exists()
     assert not list(site_packages.glob("*/direct_url.json"))
