@@ -604,7 +604,7 @@ class Bench:
         again = [run_measured(hooks, cwd=self.ours_project, env=env) for _ in range(self.runs)]
         failed = next((run for run in again if run.code != 0), None)
         failure = failed.first_error() if failed else ""
-        if not failed and not all(NOT_REINSTALLED in run.output for run in again):
+        if not failed and not all(NOT_REINSTALLED in " ".join(run.output.split()) for run in again):
             failed = again[0]
             failure = f"a second build installed the app again (no {NOT_REINSTALLED!r})"
         self.rows.append(
