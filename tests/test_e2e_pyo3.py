@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
 from . import relocation, sidroot
 from .conftest import SID_MINORS, Place, cargo, copy_cli, flat, place_of, render
@@ -143,6 +144,22 @@ def test_the_program_behaves_like_the_python_it_links(
     _, binary = builds.get(place, "app", {})
     ours, theirs = run_side_by_side(place, binary, case, tmp_path)
     assert ours == theirs
+
+
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_the_program_links_gccs_unwinder_statically_so_loads_no_libgcc_s_as_python(
+    place: Place, builds: Builds
+) -> None:
+    # Rust's standard library would load libgcc_s.so.1 at every start, which
+    # python3 does not: 3% of `-I -S -c pass` (docs/benchmarks.md). build.rs
+    # links libgcc_eh.a in its place: the same unwinder, linked statically
+    # (as `gcc -static-libgcc` links it).
+    _, binary = builds.get(place, "app", {})
+    with binary.open("rb") as file:
+        dynamic = ELFFile(file).get_section_by_name(".dynamic")
+        needed = [tag.needed for tag in dynamic.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
+    assert "libc.so.6" in needed
+    assert not [name for name in needed if name.startswith("libgcc_s")], needed
 
 
 @pytest.mark.parametrize("place", minors(*PARITY_MINORS), indirect=True)
