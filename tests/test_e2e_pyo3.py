@@ -153,7 +153,8 @@ def test_the_program_links_gccs_unwinder_statically_so_loads_no_libgcc_s_as_pyth
     # Rust's standard library would load libgcc_s.so.1 at every start, which
     # python3 does not: 3% of `-I -S -c pass` (docs/benchmarks.md). build.rs
     # links libgcc_eh.a in its place: the same unwinder, linked statically
-    # (as `gcc -static-libgcc` links it).
+    # (as `gcc -static-libgcc` links it). Panics still unwind through it:
+    # tests/test_e2e_pyo3_model.py has a panic in main exit with 101.
     _, binary = builds.get(place, "app", {})
     with binary.open("rb") as file:
         dynamic = ELFFile(file).get_section_by_name(".dynamic")
