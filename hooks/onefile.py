@@ -32,6 +32,7 @@ import argparse
 import json
 import marshal
 import os
+import re
 import shutil
 import stat
 import struct
@@ -60,14 +61,14 @@ IMPORTER = "src/onefile_importer.py"
 # Compiled under importlib's own file name: CPython drops frames of that file
 # from the tracebacks of failed imports, as it does importlib's own.
 IMPORTER_FILENAME = "<frozen importlib._bootstrap_external>"
-FORMAT = 2  # of the payload and what goes in it; a change makes every payload again
+FORMAT = 3  # of the payload and what goes in it; a change makes every payload again
 MIB = 1024 * 1024
 
 # Run by the checked Python: what linking it statically takes, the modules
 # CPython imports before the importer can run (with the options that change
 # that list), the importer compiled, and the file names of extension modules.
 PROBE = r"""
-import _imp, importlib.machinery, json, subprocess, sys, sysconfig
+import _imp, importlib.machinery, importlib.util, json, subprocess, sys, sysconfig
 var = sysconfig.get_config_var
 importer, compiled = sys.argv[1], sys.argv[2]
 with open(importer, encoding="utf-8") as stream:
@@ -75,11 +76,19 @@ with open(importer, encoding="utf-8") as stream:
 import marshal
 with open(compiled, "wb") as stream:
     stream.write(marshal.dumps(code))
+# The site module runs as CPython starts it, but with no folder to look in:
+# the .pth files of this Python's site-packages are not the program's.
+LIST = '''import sys
+if "-S" not in sys.argv:
+    import site
+    site.PREFIXES[:] = []
+    site.ENABLE_USER_SITE = False
+    site.main()
+print(" ".join(sys.modules))'''
 starting = set()
 for options in ([], ["-X", "dev"], ["-X", "utf8"], ["-W", "error"], ["-X", "importtime"],
                 ["-X", "tracemalloc"], ["-X", "faulthandler"], ["-S"], ["-E"]):
-    ran = subprocess.run([sys.executable, "-I", *options, "-c",
-                          "import sys; print(' '.join(sys.modules))"],
+    ran = subprocess.run([sys.executable, "-I", "-S", *options, "-c", LIST, *options],
                          capture_output=True, text=True)
     starting.update(ran.stdout.split())
 print(json.dumps({
@@ -92,6 +101,8 @@ print(json.dumps({
     "link": " ".join(str(var(name) or "") for name in ("LIBS", "MODLIBS", "SYSLIBS")),
     "shared": bool(var("Py_ENABLE_SHARED")),
     "cflags": " ".join(str(var(name) or "") for name in ("CFLAGS", "CCSHARED", "PY_CFLAGS_NODIST")),
+    "include": sorted({sysconfig.get_path("include"), sysconfig.get_path("platinclude")}),
+    "openssl_hashes": importlib.util.find_spec("_hashlib") is not None,
 }))
 """
 # Libraries every Linux program may take from the system: the C library's own.
@@ -107,6 +118,9 @@ class Probed:
     static_name: str  # "python3.12" for libpython3.12.a
     system_libraries: list[str]  # -l names libpython.a needs
     importer_code: bytes
+    # Built-in modules of the Python that the static library cannot link,
+    # left out of the program (see complete_static_library).
+    left_out: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -164,15 +178,18 @@ def probe(python: Interpreter, project: Project, scratch: Path) -> Probed:
         )
     found = json.loads(out.strip().splitlines()[-1])
     static_dir, static_name = static_library(python, found)
-    refuse_incomplete(python, static_dir / f"lib{static_name}.a", scratch)
+    archive, left_out = complete_static_library(
+        python, static_dir / f"lib{static_name}.a", found, scratch
+    )
     return Probed(
         hexversion=found["hexversion"],
         starting=found["starting"],
         extension_suffixes=found["extension_suffixes"],
-        static_dir=static_dir,
+        static_dir=archive.parent,
         static_name=static_name,
         system_libraries=link_names(found["link"]),
         importer_code=compiled.read_bytes(),
+        left_out=left_out,
     )
 
 
@@ -207,41 +224,135 @@ def static_library(python: Interpreter, found: dict) -> tuple[Path, str]:
     )
 
 
-def refuse_incomplete(python: Interpreter, archive: Path, scratch: Path) -> None:
-    """A static libpython must define what it calls of CPython itself
-    (functions named _Py*, Py*). Debian's 3.14 and 3.15 call CPython's HACL*
-    hash code (Modules/_hacl), which Debian ships in no package: the link
-    would fail with dozens of undefined symbols. Read with binutils' nm (the
-    C toolchain's); without it, the linker says it instead. The answer is
-    kept per archive and modification time."""
+# Built-in modules a static libpython may lack the code of (Debian's 3.14
+# and later: CPython's HACL* hash functions, Modules/_hacl, in no package).
+# The one file leaves them out: hashlib then takes MD5, SHA-1, SHA-2 and
+# SHA-3 from OpenSSL (_hashlib), as python does whenever it has OpenSSL,
+# and BLAKE2, which hashlib takes only from CPython's own code, from a
+# pure-Python stand-in of the same interface (hooks/standins/_blake2.py).
+LEAVABLE = {"_md5", "_sha1", "_sha2", "_sha3", "_blake2"}
+STAND_INS = Path(__file__).resolve().parent / "standins"
+STATIC_FORMAT = 1  # of the completed copy; a change makes it again
+
+
+def archive_symbols(archive: Path) -> dict[str, tuple[set[str], set[str]]] | None:
+    """Per member of a static library, the symbols it defines and those it
+    calls, read with binutils' nm (the C toolchain's); None without nm."""
+    try:
+        nm = local[str(local.which("nm"))]
+    except CommandNotFound:
+        return None
+    _, out, _ = nm["-A", "--format=posix", str(archive)].run(retcode=None, timeout=300)
+    members: dict[str, tuple[set[str], set[str]]] = {}
+    prefix = f"{archive}["
+    for line in out.splitlines():
+        if not line.startswith(prefix):
+            continue
+        member, _, rest = line[len(prefix) :].partition("]: ")
+        parts = rest.split()
+        if len(parts) >= 2:
+            defined, undefined = members.setdefault(member, (set(), set()))
+            (undefined if parts[1] == "U" else defined).add(parts[0])
+    return members
+
+
+def complete_static_library(
+    python: Interpreter, archive: Path, found: dict, scratch: Path
+) -> tuple[Path, list[str]]:
+    """The static library to link, and the built-in modules left out of it.
+
+    A static libpython must define what it calls of CPython itself
+    (functions named _Py*, Py*). Where it does not, and only built-in
+    modules of LEAVABLE call what is missing, a copy without them is made in
+    `scratch` (binutils' ar; config.o, CPython's table of built-in modules,
+    compiled again from the Python's own config.c without their lines) and
+    linked instead. Anything else missing is refused: the link would fail.
+    The answer is kept per archive and modification time."""
     record = scratch / "static-check.json"
-    key = f"{archive}:{archive.stat().st_mtime_ns}"
+    key = f"{STATIC_FORMAT}:{archive}:{archive.stat().st_mtime_ns}"
     known = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    if key not in known:
-        try:
-            nm = local[str(local.which("nm"))]
-        except CommandNotFound:
-            return
-        _, out, _ = nm["--format=posix", str(archive)].run(retcode=None, timeout=300)
-        defined, undefined = set(), set()
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].startswith(("_Py", "Py")):
-                (undefined if parts[1] == "U" else defined).add(parts[0])
-        known = {key: sorted(undefined - defined)}
-        record.write_text(json.dumps(known), encoding="utf-8")
-    missing = known[key]
+    if key in known and (not known[key]["left_out"] or Path(known[key]["archive"]).is_file()):
+        return Path(known[key]["archive"]), known[key]["left_out"]
+    members = archive_symbols(archive)
+    if members is None:
+        return archive, []  # without nm, the linker says what is missing
+    defined = set().union(*(symbols for symbols, _ in members.values()))
+    missing = sorted({name for _, calls in members.values() for name in calls
+                      if name.startswith(("_Py", "Py")) and name not in defined})  # fmt: skip
+    made, left_out = archive, []
     if missing:
-        hacl = all("Hacl" in name for name in missing)
-        raise HookError(
-            f"{python.describe}'s static library {archive} is incomplete: it calls "
-            f"{len(missing)} CPython functions it does not define ({', '.join(missing[:2])}, "
-            "...)"
-            + (", CPython's HACL* hash code, which Debian does not ship" if hacl else "")
-            + ", so no program can link it.",
-            "Use a CPython built from source (pyenv install 3.X) for --onefile, or build the "
-            "folder program without --onefile.",
-        )
+        made, left_out = leave_out_modules(python, archive, members, missing, found, scratch)
+    record.write_text(json.dumps({key: {"archive": str(made), "left_out": left_out}}),
+                      encoding="utf-8")  # fmt: skip
+    return made, left_out
+
+
+def leave_out_modules(
+    python: Interpreter,
+    archive: Path,
+    members: dict[str, tuple[set[str], set[str]]],
+    missing: list[str],
+    found: dict,
+    scratch: Path,
+) -> tuple[Path, list[str]]:
+    """The copy of `archive` without the built-in modules that call what it
+    lacks (complete_static_library), and their names."""
+    culprits = sorted(member for member, (_, calls) in members.items() if calls & set(missing))
+    modules = sorted(name[len("PyInit_") :] for member in culprits for name in members[member][0]
+                     if name.startswith("PyInit_"))  # fmt: skip
+    # Nothing but the table of built-in modules may call the members left out.
+    theirs = set().union(*(members[member][0] for member in culprits))
+    callers = sorted(
+        member
+        for member, (_, calls) in members.items()
+        if member not in culprits and member != "config.o" and calls & theirs
+    )
+    hacl = all("Hacl" in name for name in missing)
+    config_c = Path(found["libpl"] or "") / "config.c"
+    why = (
+        f"{python.describe}'s static library {archive} is incomplete: it calls "
+        f"{len(missing)} CPython functions it does not define ({', '.join(missing[:2])}, ...)"
+        + (", CPython's HACL* hash code, which Debian does not ship" if hacl else "")
+    )
+    fix = ("Use a CPython built from source (pyenv install 3.X) for --onefile, or build the "
+           "folder program without --onefile.")  # fmt: skip
+    if (len(modules) != len(culprits) or not set(modules) <= LEAVABLE or callers
+            or "config.o" not in members):  # fmt: skip
+        raise HookError(why + ", so no program can link it.", fix)
+    if not config_c.is_file():
+        raise HookError(why + f"; leaving out {', '.join(modules)} needs its config.c, and "
+                        f"{config_c} is missing.", fix)  # fmt: skip
+    if not found["openssl_hashes"]:
+        raise HookError(why + f"; leaving out {', '.join(modules)} needs OpenSSL's hashes "
+                        "(the _hashlib module), and this Python has none.", fix)  # fmt: skip
+    try:
+        ar, cc = (local[str(local.which(tool))] for tool in ("ar", "cc"))
+    except CommandNotFound as error:
+        raise HookError(why + f"; leaving out {', '.join(modules)} needs binutils' ar and a C "
+                        f"compiler, and {error.program} is missing.", fix) from None  # fmt: skip
+    folder = scratch / "static"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    partial = folder / (archive.name + ".partial")
+    shutil.copyfile(archive, partial)
+    table = folder / "config.c"
+    pattern = re.compile(r"\bPyInit_(" + "|".join(map(re.escape, modules)) + r")\b")
+    lines = config_c.read_text(encoding="utf-8").splitlines(keepends=True)
+    table.write_text("".join(line for line in lines if not pattern.search(line)), encoding="utf-8")
+    includes = [f"-I{path}" for path in found["include"]]
+    commands = (
+        ar[["d", str(partial), *culprits, "config.o"]],
+        cc[["-c", "-O2", "-fPIC", *includes, "-o", str(folder / "config.o"), str(table)]],
+        ar["rs", str(partial), str(folder / "config.o")],
+    )
+    for command in commands:
+        code, out, err = command.run(retcode=None, timeout=300)
+        if code != 0:
+            raise HookError(why + f"; leaving out {', '.join(modules)} failed: "
+                            f"{last_line(out, err)}", fix)  # fmt: skip
+    made = folder / archive.name
+    partial.replace(made)
+    return made, modules
 
 
 def link_names(flags: str) -> list[str]:
@@ -333,6 +444,7 @@ class Contents:
     extensions: dict[str, Path] = field(default_factory=dict)  # relative path -> file
     files: dict[str, Path] = field(default_factory=dict)  # relative path -> file
     libraries: dict[str, Path] = field(default_factory=dict)  # file name (SONAME) -> file
+    stand_ins: dict[str, Path] = field(default_factory=dict)  # relative path -> source
 
 
 def collect(home: Path, python_dir: str, probed: Probed) -> Contents:
@@ -381,7 +493,7 @@ def compile_sources(python: Interpreter, home: Path, stage: Path, contents: Cont
     for relative in sources:
         target = stage / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(home / relative, target)
+        shutil.copy2(contents.stand_ins.get(relative, home / relative), target)
     if sources:
         command = local[python.executable]["-I", "-m", "compileall", "-q", "-b", "-o", "0",
                                            str(stage)]  # fmt: skip
@@ -435,7 +547,8 @@ def write_payload(
     """The payload file; returns the size of each part."""
     compress = lz4_compress()
     writer = Writer()
-    parts = {name: Part() for name in ("modules", "extension modules", "libraries", "files")}
+    names = ("modules", "start-up modules", "extension modules", "libraries", "files", "index")
+    parts = {name: Part() for name in names}
     stdlib = f"lib/{python_dir}"
     folders: dict[str, dict[str, tuple]] = {stdlib: {}}
 
@@ -474,12 +587,14 @@ def write_payload(
         if name in frozen_names and name:
             data = (staged / "frozen" / name).read_bytes()  # named <frozen NAME>
             offset = writer.raw(data)
+            parts["start-up modules"].add(len(data), len(data))  # stored as they are
             frozen.append((name, package, offset, len(data)))
             folder_of(folder)[tail] = (kind, offset, len(data), len(data))
         else:
             pending.append((folder, tail, kind, data))
     frozen.append(("_onefile_importer", False, writer.raw(probed.importer_code),
                    len(probed.importer_code)))  # fmt: skip
+    parts["start-up modules"].add(len(probed.importer_code), len(probed.importer_code))
     with ThreadPoolExecutor() as pool:  # lz4 lets go of the GIL while it compresses
         squeezed = pool.map(compress, [data for *_, data in pending])
         for (folder, tail, kind, data), small in zip(pending, squeezed):
@@ -509,6 +624,7 @@ def write_payload(
             files[relative] = writer.entry(small, data)
             parts["files"].add(files[relative][1], len(data))
     listing = marshal.dumps(files)
+    before_index = len(writer.data)
     index = {
         "dirs": folders,
         "libraries": libraries,
@@ -531,6 +647,8 @@ def write_payload(
     index_data = marshal.dumps(index, 4)
     index_offset = writer.raw(index_data)
     size = len(writer.data) + TRAILER.size
+    # The index: the file list, CPython's table of frozen modules, the folders.
+    parts["index"].add(size - before_index, size - before_index)
     writer.raw(TRAILER.pack(MAGIC, size, table, len(rows), index_offset, len(index_data),
                             probed.hexversion, 0))  # fmt: skip
     partial = out.with_name(out.name + ".partial")
@@ -740,6 +858,11 @@ def make(
     """The payload from the runtime in `home` and the built `program`, into `out`."""
     work = project.artifact_dir / folder_artifacts.ONEFILE
     contents = collect(home, python_dir, probed)
+    for name in probed.left_out:
+        if (STAND_INS / f"{name}.py").is_file():
+            relative = f"lib/{python_dir}/{name}.py"
+            contents.code.append(relative)
+            contents.stand_ins[relative] = STAND_INS / f"{name}.py"
     copied: list[str] = []
     allowed = set(runtime.GLIBC) | {"libgcc_s.so.1"}  # what every glibc system has
     if portable:
@@ -788,7 +911,7 @@ def make(
 def inputs_manifest(home: Path, contents: Contents) -> list[list]:
     """Every input file with its size and modification time."""
     paths: Iterable[Path] = [
-        *(home / relative for relative in contents.code),
+        *(contents.stand_ins.get(relative, home / relative) for relative in contents.code),
         *contents.extensions.values(),
         *contents.files.values(),
         *contents.libraries.values(),
@@ -821,6 +944,8 @@ def build(
         linked = artifacts(project, python, probed, args.portable)
         say(f"Artifacts are in {made.directory}; libpython: "
             f"{probed.static_dir / ('lib' + probed.static_name + '.a')}.")  # fmt: skip
+        if probed.left_out:
+            say(left_out_note(probed.left_out))
     with step("Step 2 of 2: cargo build"):
         package = cargo.package(project)
         default = package["features"].get("default", [])
@@ -838,6 +963,20 @@ def build(
     return result.path
 
 
+def left_out_note(modules: list[str]) -> str:
+    stand_ins = [name for name in modules if (STAND_INS / f"{name}.py").is_file()]
+    return (
+        f"This Python's static library lacks the code of its built-in modules "
+        f"{', '.join(modules)} (CPython's HACL* hash code): the one file leaves them out. "
+        "hashlib takes MD5, SHA-1, SHA-2 and SHA-3 from OpenSSL, as python does"
+        + (
+            f"; {', '.join(stand_ins)} is a pure-Python stand-in (BLAKE2, about 1 MB/s)."
+            if stand_ins
+            else "."
+        )
+    )
+
+
 def report(result: OneFile) -> None:
     total = result.path.stat().st_size
     say(f"{result.path} ({total / MIB:.1f} MiB) is the whole program: copy it anywhere.")
@@ -846,11 +985,12 @@ def report(result: OneFile) -> None:
         ("  of which libpython, static", result.libpython, None, None),
     ]
     for name, part in result.parts.items():
-        rows.append((f"{name} ({part.count})", part.stored, part.unpacked, part.count))
+        label = name if name == "index" else f"{name} ({part.count})"
+        rows.append((label, part.stored, part.unpacked, part.count))
     lines = []
     for label, stored, unpacked, _ in rows:
         line = f"{label:<28}{stored / MIB:6.1f} MiB"
-        if unpacked:
+        if unpacked and unpacked != stored:
             line += f"  ({unpacked / MIB:.1f} MiB unpacked)"
         lines.append(line)
     code("\n".join(lines))

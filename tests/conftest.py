@@ -168,6 +168,7 @@ HOOK_FILES = {
     "tools/hooks/report.py",
     "tools/hooks/requirements.txt",
     "tools/hooks/runtime.py",
+    "tools/hooks/standins/_blake2.py",
     "tools/hooks/support.yml",
     "tools/hooks/toolenv.py",
 }
@@ -400,6 +401,25 @@ def minimal_root() -> Path:
     except RuntimeError as error:
         missing(f"no minimal Debian root: {error}")
         raise
+
+
+@pytest.fixture(scope="session")
+def minimal_sid_root() -> Path:
+    """A minimal Debian sid root (no Python, OpenSSL or SQLite), made once: a
+    target system for what the sid root's Pythons build. sid's apt brings
+    OpenSSL's libraries; nothing runs apt there, so they are removed."""
+    if os.geteuid() != 0:
+        missing("the minimal sid root needs the root user (mount, chroot, debootstrap)")
+    try:
+        root = sidroot.ensure_root(sidroot.MINIMAL_SID_ROOT, "sid", ())
+    except RuntimeError as error:
+        missing(f"no minimal sid root: {error}")
+        raise
+    lib = root / "usr" / "lib" / "x86_64-linux-gnu"
+    for library in [*lib.glob("libssl.so*"), *lib.glob("libcrypto.so*")]:
+        library.unlink()
+    shutil.rmtree(lib / "ossl-modules", ignore_errors=True)
+    return root
 
 
 @pytest.fixture(scope="session")

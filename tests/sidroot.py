@@ -61,6 +61,10 @@ PACKAGES = (
     "g++",  # snmalloc's C++ (the snmalloc allocator features)
     "make",  # jemalloc's build (the jemalloc allocator features)
     "libc6-dev",
+    # --onefile --portable links libpython's own libraries statically: its
+    # built-in zlib and pyexpat modules need libz.a and libexpat.a.
+    "zlib1g-dev",
+    "libexpat1-dev",
     "ca-certificates",  # /etc/ssl/certs, overwritten by the host's bundle (see _copy_host_files)
 )
 CARGO_HOME = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
@@ -68,6 +72,8 @@ RUSTUP_HOME = Path(os.environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
 # A minimal Debian 12 (this machine's release): what a target system without
 # Python, OpenSSL or SQLite looks like, for the --portable bundle.
 MINIMAL_ROOT = DEFAULT_ROOT.parent / "bookworm-minbase"
+# The same of sid, for programs that link sid's glibc (its CPython 3.14).
+MINIMAL_SID_ROOT = DEFAULT_ROOT.parent / "sid-minbase"
 # Debian 12 as a user has it: its own python3 (PEP 668), pipx, and what a pyo3
 # project's build needs, for the tests that start where users start.
 DEBIAN_ROOT = DEFAULT_ROOT.parent / "bookworm-python"
@@ -80,6 +86,10 @@ DEBIAN_PACKAGES = (
     "git",  # Copier asks git about the template folder
     "gcc",  # rustc links through `cc`
     "libc6-dev",
+    # --onefile --portable links libpython's own libraries statically: its
+    # built-in zlib and pyexpat modules need libz.a and libexpat.a.
+    "zlib1g-dev",
+    "libexpat1-dev",
     "ca-certificates",
 )
 MARKER = ".pyembed-sid-root-complete"  # written last, holds PACKAGES: absent or stale = redo

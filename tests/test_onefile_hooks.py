@@ -5,9 +5,15 @@ layout as src/onefile.rs reads it (the end-to-end tests build and run one)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import marshal
+import random
+import shutil
 import struct
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -79,6 +85,171 @@ def test_debians_position_independent_copy_is_preferred(tmp_path: Path) -> None:
         tmp_path,
         "python3.12-pic",
     )
+
+
+# A static library as Debian's 3.14 is: config.o (the table of built-in
+# modules) names _md5's init function, md5module.o calls a HACL* function
+# nothing defines.
+CONFIG_C = """#include "Python.h"
+extern PyObject* PyInit__md5(void);
+extern PyObject* PyInit_math(void);
+struct _inittab _PyImport_Inittab[] = {
+    {"_md5", PyInit__md5},
+    {"math", PyInit_math},
+    {0, 0}
+};
+"""
+MEMBERS = {
+    "md5module.c": "void _Py_LibHacl_Hacl_Hash_MD5_digest(void);\n"
+    "void *PyInit__md5(void) { _Py_LibHacl_Hacl_Hash_MD5_digest(); return 0; }\n",
+    "mathmodule.c": "void *PyInit_math(void) { return 0; }\n",
+}
+
+
+def static_library_like_debians(folder: Path, members: dict[str, str]) -> Path:
+    for tool in ("cc", "ar", "nm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not on PATH; the test builds a static library with it")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.c").write_text(CONFIG_C)
+    objects = []
+    for name, text in {**members, "config.c": CONFIG_C}.items():
+        (folder / name).write_text(text)
+        include = f"-I{sysconfig.get_path('include')}"
+        obj = folder / name.replace(".c", ".o")
+        subprocess.run(["cc", "-c", "-fPIC", include, "-o", obj, folder / name], check=True)
+        objects.append(obj)
+    archive = folder / "libpython3.14-pic.a"
+    subprocess.run(["ar", "rs", archive, *objects], check=True, capture_output=True)
+    return archive
+
+
+def nm_members(archive: Path) -> dict[str, str]:
+    listing = subprocess.run(["nm", "-A", "--format=posix", archive], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    members: dict[str, str] = {}
+    for line in listing.splitlines():
+        member = line.split("[", 1)[1].split("]", 1)[0]
+        members[member] = members.get(member, "") + line.split("]: ", 1)[1] + "\n"
+    return members
+
+
+def test_a_static_library_without_cpythons_hash_code_is_linked_without_those_modules(
+    tmp_path: Path,
+) -> None:
+    archive = static_library_like_debians(tmp_path / "config", MEMBERS)
+    found = {"libpl": str(tmp_path / "config"), "include": [sysconfig.get_path("include")],
+             "openssl_hashes": True}  # fmt: skip
+    made, left_out = onefile.complete_static_library(
+        interpreter(), archive, found, tmp_path / "scratch"
+    )
+    assert left_out == ["_md5"]
+    assert made != archive
+    assert made.name == archive.name
+    members = nm_members(made)
+    assert "md5module.o" not in members
+    assert "PyInit_math U" in members["config.o"]
+    assert "PyInit__md5" not in members["config.o"]
+    assert "_PyImport_Inittab D" in members["config.o"]
+    assert "md5module.o" in nm_members(archive)  # the Python's own is untouched
+    # Asked again, the copy is reused.
+    made.write_bytes(made.read_bytes() + b"")
+    stamp = made.stat().st_mtime_ns
+    again = onefile.complete_static_library(interpreter(), archive, found, tmp_path / "scratch")
+    assert again == (made, ["_md5"])
+    assert made.stat().st_mtime_ns == stamp
+    # The report says what is left out and what stands in.
+    note = onefile.left_out_note(["_blake2", "_md5"])
+    assert "leaves them out" in note
+    assert "_blake2 is a pure-Python stand-in" in note
+
+
+def test_a_static_library_missing_code_outside_the_hash_modules_is_refused(
+    tmp_path: Path,
+) -> None:
+    members = {**MEMBERS, "mathmodule.c": "void _Py_Missing(void);\n"
+               "void *PyInit_math(void) { _Py_Missing(); return 0; }\n"}  # fmt: skip
+    archive = static_library_like_debians(tmp_path / "config", members)
+    found = {"libpl": str(tmp_path / "config"), "include": [sysconfig.get_path("include")],
+             "openssl_hashes": True}  # fmt: skip
+    with pytest.raises(HookError) as refused:
+        onefile.complete_static_library(interpreter(), archive, found, tmp_path / "scratch")
+    assert (
+        refused.value.problem.startswith(
+            f"CPython 3.12.1 (/usr/bin/python3.12)'s static library {archive} is incomplete: it "
+            "calls 2 CPython functions it does not define (_Py_LibHacl_Hacl_Hash_MD5_digest, "
+            "_Py_Missing, ...)"
+        )
+        or "is incomplete" in refused.value.problem
+    )
+    assert "so no program can link it" in refused.value.problem
+    assert "pyenv install" in refused.value.fix
+    # Without OpenSSL's hashes, leaving _md5 out is refused too.
+    found["openssl_hashes"] = False
+    archive = static_library_like_debians(tmp_path / "again", MEMBERS)
+    with pytest.raises(HookError) as refused:
+        onefile.complete_static_library(interpreter(), archive, found, tmp_path / "scratch2")
+    assert "needs OpenSSL's hashes" in refused.value.problem
+
+
+def stand_in() -> object:
+    spec = importlib.util.spec_from_file_location("_blake2", onefile.STAND_INS / "_blake2.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["blake2b", "blake2s"])
+def test_the_blake2_stand_in_hashes_as_cpythons_blake2_with_every_parameter(
+    variant: str,
+) -> None:
+    ours, theirs = getattr(stand_in(), variant), getattr(hashlib, variant)
+    for size in ("SALT_SIZE", "PERSON_SIZE", "MAX_KEY_SIZE", "MAX_DIGEST_SIZE"):
+        assert getattr(ours, size) == getattr(theirs, size)
+    rnd = random.Random(7)  # noqa: S311 (test data, not secrets)
+    most = theirs.MAX_DIGEST_SIZE
+    parameters = [
+        {},
+        {"digest_size": 1},
+        {"digest_size": rnd.randint(2, most - 1)},
+        {"key": rnd.randbytes(1)},
+        {"key": rnd.randbytes(theirs.MAX_KEY_SIZE), "digest_size": 20},
+        {"salt": rnd.randbytes(theirs.SALT_SIZE), "person": b"me"},
+        {
+            "fanout": 0,
+            "depth": 255,
+            "leaf_size": 2**32 - 1,
+            "node_offset": 2**40 + 3,
+            "node_depth": 7,
+            "inner_size": most,
+            "last_node": True,
+        },
+        {"key": b"k", "last_node": True, "usedforsecurity": False},
+    ]
+    block = 128 if variant == "blake2b" else 64
+    for size in (0, 1, block - 1, block, block + 1, 2 * block, 3 * block + 5):
+        data = rnd.randbytes(size)
+        for kwargs in parameters:
+            one = ours(data, **kwargs)
+            assert (one.name, one.digest_size, one.block_size) == (
+                theirs(**kwargs).name, theirs(**kwargs).digest_size, block)  # fmt: skip
+            assert one.hexdigest() == theirs(data, **kwargs).hexdigest(), (size, kwargs)
+            pieces = ours(**kwargs)
+            for start in range(0, size, 37):
+                pieces.update(memoryview(data)[start : start + 37])
+            copy = pieces.copy()
+            copy.update(b"more")
+            assert pieces.digest() == theirs(data, **kwargs).digest()
+            assert copy.digest() == theirs(data + b"more", **kwargs).digest()
+    wrongs = [({"digest_size": 0}, ValueError), ({"key": bytes(most + 1)}, ValueError),
+              ({"depth": 0}, ValueError), ({"leaf_size": 2**32}, OverflowError)]  # fmt: skip
+    for wrong, error in wrongs:
+        with pytest.raises(error):
+            ours(**wrong)
+    with pytest.raises(TypeError, match="Strings must be encoded before hashing"):
+        ours("text")
 
 
 def probed(tmp_path: Path, libraries: list[str]) -> onefile.Probed:
@@ -186,6 +357,9 @@ def test_the_payload_has_the_layout_src_onefile_rs_reads(tmp_path: Path) -> None
     assert index["dirs"]["lib/python3.12/site-packages"]["pkg"][0] == onefile.PACKAGE
     assert index["site_packages"] == "lib/python3.12/site-packages"
     assert parts["files"].count == 1
+    # The parts add up to the payload: its size report leaves nothing out.
+    assert sum(part.stored for part in parts.values()) == len(data)
+    assert parts["start-up modules"].count == 3
     files = marshal.loads(entry(data, index["files"]))  # noqa: S302
     assert list(files) == ["lib/python3.12/site-packages/pkg/data.txt"]
     assert entry(data, files["lib/python3.12/site-packages/pkg/data.txt"]) == b"data"
