@@ -268,6 +268,7 @@ for variant in (hashlib.blake2b, hashlib.blake2s):
     print(variant(data, key=b"key", salt=b"salt", person=b"me", digest_size=20,
                   fanout=2, depth=3, leaf_size=4096, node_offset=5, node_depth=1,
                   inner_size=16, last_node=True).hexdigest())
+    print(variant(data=data).copy().hexdigest(), variant.__name__, variant().block_size)
 print(hmac.new(b"key", data, "blake2b").hexdigest(), hmac.digest(b"k", data, "sha256").hex())
 print(hashlib.pbkdf2_hmac("sha256", b"pw", b"salt", 1000).hex())
 random.seed("text")

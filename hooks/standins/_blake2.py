@@ -46,7 +46,6 @@ class _Blake2:
     def __init__(
         self,
         data: object = b"",
-        /,
         *,
         digest_size: int | None = None,
         key: bytes = b"",
