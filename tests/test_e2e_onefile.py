@@ -256,6 +256,46 @@ def test_a_one_file_in_code_run_mode_runs_its_code_and_multiprocessing_children(
     assert (ran.returncode, ran.stdout) == (0, "[1, 2]\n"), ran.stderr
 
 
+@pytest.mark.parametrize("place", minors("3.12", "3.14"), indirect=True)
+def test_the_one_file_exports_only_pythons_c_api_and_packs_its_relocations(
+    place: Place, onefiles: OneFiles
+) -> None:
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.enums import ENUM_RELOC_TYPE_x64
+
+    program, report = onefiles.get(place)
+    with program.open("rb") as stream:
+        elf = ELFFile(stream)
+        dynamic = next(s for s in elf.iter_sections() if isinstance(s, DynamicSection))
+        tags = {tag.entry.d_tag for tag in dynamic.iter_tags()}
+        symbols = elf.get_section_by_name(".dynsym")
+        exported = {
+            symbol.name
+            for symbol in symbols.iter_symbols()
+            if symbol.name and symbol["st_shndx"] != "SHN_UNDEF"
+        }
+        relocations = elf.get_section_by_name(".rela.dyn")
+        relocation_bytes = relocations.data_size if relocations else 0
+        # The C library's variables that libpython's code reads directly
+        # (stderr, in Debian's 3.14) are copied into the program and defined
+        # there for the C library: copy relocations, not exports of ours.
+        copied = {
+            symbols.get_symbol(reloc["r_info_sym"]).name
+            for reloc in (relocations.iter_relocations() if relocations else ())
+            if reloc["r_info_type"] == ENUM_RELOC_TYPE_x64["R_X86_64_COPY"]
+        }
+    # What libpython.so exports, and no more: not Rust's std, not zlib's.
+    ours = exported - copied
+    assert {name for name in ours if not name.startswith(("Py", "_Py"))} == set()
+    assert {"Py_Initialize", "PyExc_ValueError", "_Py_NoneStruct"} <= exported
+    # glibc here (2.36) and in the sid root (2.43) reads packed relocations:
+    # the table of libpython's ~40,000 pointers is some 20 KB, not 900.
+    assert "DT_RELR" in tags
+    assert relocation_bytes < 100_000
+    assert "program (Rust and libpython)" in report
+
+
 # Every hash python offers, BLAKE2 with each parameter, HMAC, and random's
 # seeding from text (which takes SHA-512 from _sha2, else from hashlib).
 HASHES = r"""

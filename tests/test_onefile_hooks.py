@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import sysconfig
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,20 @@ def test_the_pyo3_configuration_links_the_whole_static_library_instead_of_pyo3s_
     )
     assert f"extra_build_script_line=cargo:rustc-link-search=native={tmp_path}" in lines
     assert "extra_build_script_line=cargo:rustc-link-lib=m" in lines
+
+
+def test_packed_relocations_are_asked_for_only_where_glibc_reads_them(tmp_path: Path) -> None:
+    line = "extra_build_script_line=cargo:rustc-link-arg=-Wl,-z,pack-relative-relocs"
+    assert onefile.glibc_version("glibc 2.36") == (2, 36)
+    assert onefile.glibc_version("") == ()
+    assert onefile.glibc_version("musl 1.2") == ()
+    base = probed(tmp_path, ["m"])
+    for glibc, sysroot, asked in (((2, 36), None, True), ((2, 43), None, True),
+                                  ((2, 35), None, False), ((), None, False),
+                                  ((2, 36), "/usr/aarch64-linux-gnu", False)):  # fmt: skip
+        python = interpreter(candidate=Candidate("/usr/bin/python3.12", "test", sysroot=sysroot))
+        config = onefile.pyo3_config(python, replace(base, glibc=glibc), portable=False)
+        assert (line in config.splitlines()) == asked, (glibc, sysroot)
 
 
 def test_portable_refuses_a_library_libpython_needs_that_has_no_static_archive(
