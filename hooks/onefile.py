@@ -106,6 +106,9 @@ print(json.dumps({
     "libc": os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else "",
 }))
 """
+# Debian's packages of the static libraries Debian's libpython links
+# (its built-in zlib, pyexpat and, from 3.15, _zstd modules).
+DEV_PACKAGES = {"z": "zlib1g-dev", "expat": "libexpat1-dev", "zstd": "libzstd-dev"}
 # Libraries every Linux program may take from the system: the C library's own.
 C_LIBRARY = {"c", "m", "dl", "pthread", "rt", "util", "gcc_s", "resolv"}
 
@@ -408,11 +411,12 @@ def pyo3_config(python: Interpreter, probed: Probed, portable: bool) -> str:
             lines.append(f"extra_build_script_line=cargo:rustc-link-search=native={archive.parent}")
             lines.append(f"extra_build_script_line=cargo:rustc-link-lib=static:-bundle={name}")
         elif portable and name not in C_LIBRARY:
+            package = DEV_PACKAGES.get(name, f"the -dev package of lib{name}")
             raise HookError(
                 f"--portable links lib{name} into the one-file program (its libpython needs "
                 f"it), and this machine has no static lib{name}.a.",
-                f"Install the development package that holds lib{name}.a (Debian: zlib1g-dev "
-                "for libz, libexpat1-dev for libexpat), or build without --portable.",
+                f"Install the development package that holds lib{name}.a (Debian, Ubuntu: "
+                f"{package}), or build without --portable.",
             )
         else:
             lines.append(f"extra_build_script_line=cargo:rustc-link-lib={name}")

@@ -62,9 +62,11 @@ PACKAGES = (
     "make",  # jemalloc's build (the jemalloc allocator features)
     "libc6-dev",
     # --onefile --portable links libpython's own libraries statically: its
-    # built-in zlib and pyexpat modules need libz.a and libexpat.a.
+    # built-in zlib and pyexpat modules need libz.a and libexpat.a, and
+    # 3.15's built-in _zstd libzstd.a.
     "zlib1g-dev",
     "libexpat1-dev",
+    "libzstd-dev",
     "ca-certificates",  # /etc/ssl/certs, overwritten by the host's bundle (see _copy_host_files)
 )
 CARGO_HOME = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
@@ -87,9 +89,11 @@ DEBIAN_PACKAGES = (
     "gcc",  # rustc links through `cc`
     "libc6-dev",
     # --onefile --portable links libpython's own libraries statically: its
-    # built-in zlib and pyexpat modules need libz.a and libexpat.a.
+    # built-in zlib and pyexpat modules need libz.a and libexpat.a, and
+    # 3.15's built-in _zstd libzstd.a.
     "zlib1g-dev",
     "libexpat1-dev",
+    "libzstd-dev",
     "ca-certificates",
 )
 MARKER = ".pyembed-sid-root-complete"  # written last, holds PACKAGES: absent or stale = redo
