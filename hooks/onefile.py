@@ -61,7 +61,7 @@ IMPORTER = "src/onefile_importer.py"
 # Compiled under importlib's own file name: CPython drops frames of that file
 # from the tracebacks of failed imports, as it does importlib's own.
 IMPORTER_FILENAME = "<frozen importlib._bootstrap_external>"
-FORMAT = 3  # of the payload and what goes in it; a change makes every payload again
+FORMAT = 4  # of the payload and what goes in it; a change makes every payload again
 MIB = 1024 * 1024
 
 # Run by the checked Python: what linking it statically takes, the modules
@@ -516,8 +516,10 @@ def compile_sources(python: Interpreter, home: Path, stage: Path, contents: Cont
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(contents.stand_ins.get(relative, home / relative), target)
     if sources:
+        # Named by their path in the home (-s): the payload holds no folder
+        # of this machine, and the importer names them below the program.
         command = local[python.executable]["-I", "-m", "compileall", "-q", "-b", "-o", "0",
-                                           str(stage)]  # fmt: skip
+                                           "-s", str(stage), str(stage)]  # fmt: skip
         command.run(retcode=None, timeout=1800)
 
 

@@ -386,6 +386,25 @@ def test_the_payload_has_the_layout_src_onefile_rs_reads(tmp_path: Path) -> None
     assert namespace["x"] == 1
 
 
+def test_sources_are_compiled_under_their_path_in_the_home_not_this_machines(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "runtime"
+    source = home / "lib" / "python3.12" / "site-packages" / "app" / "__init__.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("def f():\n    return 1\n")
+    contents = onefile.Contents(code=["lib/python3.12/site-packages/app/__init__.py",
+                                      "lib/python3.12/_blake2.py"])  # fmt: skip
+    contents.stand_ins["lib/python3.12/_blake2.py"] = onefile.STAND_INS / "_blake2.py"
+    stage = tmp_path / "stage"
+    onefile.compile_sources(interpreter(executable=sys.executable), home, stage, contents)
+    for relative in contents.code:
+        compiled = (stage / relative).with_suffix(".pyc").read_bytes()
+        assert str(tmp_path).encode() not in compiled
+        code = marshal.loads(compiled[16:])  # noqa: S302 (compiled just above)
+        assert code.co_filename == relative
+
+
 def entry(data: bytes, where: tuple[int, int, int]) -> bytes:
     """A payload entry, decompressed as src/onefile.rs does (LZ4 blocks)."""
     import lz4.block
