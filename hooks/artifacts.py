@@ -35,6 +35,9 @@ CONFIG_RS = "default_python_config.rs"
 PYO3_CONFIG = "pyo3-build-config-file.txt"
 RUNTIME = "runtime"
 ONEFILE = "onefile"  # the one-file build's own artifacts (hooks/onefile.py)
+# What the relocatable folder's last assembly found and copied (hooks/bundle.py):
+# kept, so a build with nothing changed writes no file of dist/ again.
+BUNDLE = "bundle"
 LOCAL_MARK = "// Written by tools/hooks (local artifacts)"  # CONFIG_RS's first words
 
 
@@ -187,7 +190,7 @@ def write_local(
             f"{config_rs} is missing; the local artifacts reuse it.",
             "Restore it from version control, or `copier update` the project.",
         )
-    prepare_directory(directory, keep={PYO3_CONFIG, CONFIG_RS, RUNTIME})
+    prepare_directory(directory, keep={PYO3_CONFIG, CONFIG_RS, RUNTIME, BUNDLE})
     write_runtime(directory, python, packages.app_folder(project.root), requirements)
     write_if_changed(
         directory / CONFIG_RS,
@@ -323,7 +326,7 @@ def write_pyo3(
             "Fix the problem it names, then run `python3 tools/hooks build` again.",
         )
     directory = project.artifact_dir
-    prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME, ONEFILE})
+    prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME, ONEFILE, BUNDLE})
     write_runtime(directory, python, packages.app_folder(project.root), requirements)
     return Artifacts(directory, "local", engine="pyo3")
 

@@ -6,9 +6,11 @@ and its archive.
     dist/NAME-VERSION-TARGET.tar.gz         the folder, for a release
 
 Files are copied, and the archive written, only when something changed, so a
-second build with nothing changed is quick. `--portable` also copies the
-shared libraries the program needs from the system (OpenSSL, SQLite, libffi,
-zlib, ...), all but the C library and libgcc_s. Every file of the folder,
+second build with nothing changed is quick (what the last build found is kept
+in target/out/bundle). `--portable` also copies the shared libraries the
+program needs from the system (OpenSSL, SQLite, libffi, zlib, ...), all but
+the C library and libgcc_s, looked up again only when the folder's ELF files
+changed. Every file of the folder,
 binary ones included, is searched for this machine's folders (the
 project's and the build Python's prefix), as `grep -r` would.
 """
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import runtime
+from .artifacts import BUNDLE
 from .project import Project
 from .report import HookError
 
@@ -68,14 +71,18 @@ def assemble(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         copy_if_changed(binary, folder / binary.name)
+        records = project.artifact_dir / BUNDLE
+        copies = records / "portable.json"
         if lib is not None:
-            sync(lib, folder / "lib")
+            sync(lib, folder / "lib", runtime.copied_libraries(copies) if portable else set())
         bundle = Bundle(folder, archive, {})
         allowed = runtime.GLIBC
         if portable:
             allowed = runtime.PORTABLE_ALLOWED
-            bundle.copied = runtime.copy_system_libraries(folder, folder / "lib", allowed, sysroot)
-        record = project.artifact_dir / "bundle.json"
+            bundle.copied = runtime.copy_system_libraries(
+                folder, folder / "lib", allowed, sysroot, copies
+            )
+        record = records / "bundle.json"
         current = manifest(folder)
         last = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
         bundle.searched = machine_folders(project.root, prefix)
@@ -142,13 +149,14 @@ def copy_if_changed(source: Path, destination: Path) -> None:
     shutil.copy2(source, destination)
 
 
-def sync(source: Path, destination: Path) -> None:
+def sync(source: Path, destination: Path, keep: set[str]) -> None:
     """Make `destination` a copy of `source` (symbolic links as links), copying
-    only what changed and removing what `source` no longer has. Libraries that
-    --portable copied stay until the next sync removes them (a build without
-    --portable)."""
+    only what changed and removing what `source` no longer has, but the files
+    `keep` names directly in `destination`: the libraries --portable copied
+    there last time, which it checks again after (a build without --portable
+    removes them)."""
     destination.mkdir(parents=True, exist_ok=True)
-    wanted = set()
+    wanted = {Path(name) for name in keep}
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source)
         wanted.add(relative)

@@ -361,13 +361,75 @@ def manylinux_allowed() -> tuple[str, set[str]]:
 
 
 def copy_system_libraries(
-    bundle: Path, lib: Path, allowed: set[str], sysroot: str | None = None
+    bundle: Path,
+    lib: Path,
+    allowed: set[str],
+    sysroot: str | None = None,
+    record: Path | None = None,
 ) -> list[str]:
     """Copy into `lib` every library the bundle's ELF files need, directly or
     through another library, that neither the bundle carries nor `allowed`
     names, as auditwheel's lddtree resolves it on this machine (or in the
     `sysroot` of a cross build); each gets RUNPATH $ORIGIN. Returns the names
-    copied."""
+    copied.
+
+    `record` (a JSON file) remembers what the last call found and copied: when
+    the bundle's ELF files are the same as then, the libraries are not looked
+    up again, and a library is copied only when its copy is missing or its
+    source changed, so an unchanged folder stays unchanged (and its archive is
+    not written again)."""
+    last = read_record(record)
+    previous = set(last.get("copies", {}))
+    users = [
+        path for path in elf_files(bundle) if not (path.parent == lib and path.name in previous)
+    ]
+    key = {
+        "users": {str(path.relative_to(bundle)): file_stamp(path) for path in users},
+        "allowed": sorted(allowed),
+        "sysroot": sysroot,
+    }
+    if last.get("key") == key:
+        resolved: dict[str, str] = last["resolved"]
+    else:
+        # Look the libraries up as the bundle is without its copies: with them,
+        # lddtree would find the copies themselves (through $ORIGIN).
+        for name in previous:
+            (lib / name).unlink(missing_ok=True)
+        previous = set()
+        resolved = look_up_libraries(bundle, users, allowed, sysroot)
+    copies: dict[str, list[object]] = {}
+    for name, path in sorted(resolved.items()):
+        source = os.path.realpath(path)
+        destination = lib / name
+        made = last.get("copies", {}).get(name)
+        if (
+            name in previous
+            and destination.is_file()
+            and not destination.is_symlink()
+            and made == [source, file_stamp(Path(source)), file_stamp(destination)]
+        ):
+            copies[name] = made
+            continue
+        if destination.is_symlink() or destination.exists():
+            destination.unlink()
+        shutil.copy2(source, destination)
+        destination.chmod(0o755)
+        patchelf("--set-rpath", "$ORIGIN", str(destination))
+        copies[name] = [source, file_stamp(Path(source)), file_stamp(destination)]
+    for name in previous - set(resolved):
+        (lib / name).unlink(missing_ok=True)
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"key": key, "resolved": resolved, "copies": copies}))
+    return sorted(resolved)
+
+
+def look_up_libraries(
+    bundle: Path, users: list[Path], allowed: set[str], sysroot: str | None
+) -> dict[str, str]:
+    """Library name -> the file lddtree finds for it, for every library the
+    `users` need, directly or not, that the bundle does not carry and
+    `allowed` does not name."""
     try:
         from auditwheel.lddtree import ldd
     except ImportError:
@@ -376,7 +438,7 @@ def copy_system_libraries(
     carried = {path.name for path in bundle.rglob("*.so*")}
     resolved: dict[str, str] = {}
     ldpaths = sysroot_library_paths(sysroot) if sysroot else None
-    for user in elf_files(bundle):
+    for user in users:
         for name, library in ldd(user, ldpaths=ldpaths).libraries.items():
             if name not in carried and name not in allowed:
                 if not library.path:
@@ -385,12 +447,27 @@ def copy_system_libraries(
                         "Install the package that provides it, then run the build again.",
                     )
                 resolved.setdefault(name, library.path)
-    for name, path in sorted(resolved.items()):
-        destination = lib / name
-        shutil.copy2(os.path.realpath(path), destination)
-        destination.chmod(0o755)
-        patchelf("--set-rpath", "$ORIGIN", str(destination))
-    return sorted(resolved)
+    return resolved
+
+
+def copied_libraries(record: Path | None) -> set[str]:
+    """The names of the libraries the last `copy_system_libraries` copied."""
+    return set(read_record(record).get("copies", {}))
+
+
+def read_record(record: Path | None) -> dict:
+    """A record `copy_system_libraries` wrote, or {} (none, or unreadable)."""
+    try:
+        data = json.loads(record.read_text(encoding="utf-8")) if record else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def file_stamp(path: Path) -> list[int]:
+    """A file's size and modification time, which change when it does."""
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
 
 
 def sysroot_library_paths(sysroot: str) -> dict[str, list[str]]:

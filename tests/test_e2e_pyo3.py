@@ -546,6 +546,57 @@ def test_a_second_build_with_nothing_changed_recompiles_nothing(
     assert "Finished `release` profile" in again.stderr, again.stderr
 
 
+def dist_files(project: Path) -> dict[str, tuple[int, int]]:
+    """Every file of dist/ with its size and modification time."""
+    return {
+        str(path.relative_to(project)): (path.lstat().st_size, path.lstat().st_mtime_ns)
+        for path in sorted((project / "dist").rglob("*"))
+        if not path.is_dir() or path.is_symlink()
+    }
+
+
+@pytest.mark.parametrize("place", minors("3.12"), indirect=True)
+def test_a_second_portable_build_with_nothing_changed_writes_no_file_of_dist_again(
+    place: Place, builds: Builds, tmp_path: Path
+) -> None:
+    project = render(tmp_path / "built", {"project_name": "built"})
+    env = {
+        **os.environ,
+        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
+        "PYO3_PYTHON": place.python,
+    }
+
+    def build(*options: str) -> str:
+        done = subprocess.run([sys.executable, "tools/hooks", "build", *options], cwd=project,
+                              env=env, capture_output=True, text=True, timeout=1800,
+                              check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return flat(done.stdout)
+
+    build("--portable")
+    first = dist_files(project)
+    copied = project / "dist" / "built" / "lib" / "libssl.so.3"
+    assert str(copied.relative_to(project)) in first
+    again = build("--portable")
+    # The libraries are neither looked up nor copied again, so no file changes
+    # and the archive is not written again.
+    assert dist_files(project) == first
+    assert "--portable: carries" in again
+    assert "libssl.so.3" in again
+    # A build without --portable takes the copies out; the next one puts them back.
+    without = build()
+    assert not copied.exists()
+    assert "It needs these libraries from the target system" in without
+    assert "libssl.so.3" in without
+    build("--portable")
+    assert copied.is_file()
+    program = project / "dist" / "built" / "built"
+    ran = subprocess.run([str(program), "-c", "import ssl, sqlite3; print(ssl.OPENSSL_VERSION)"],
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "OpenSSL" in ran.stdout
+
+
 @pytest.mark.parametrize("place", minors("3.12", "3.13"), indirect=True)
 def test_portable_carries_the_system_libraries_and_runs_in_a_minimal_debian_root(
     place: Place, builds: Builds, tmp_path: Path, request: pytest.FixtureRequest
