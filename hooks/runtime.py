@@ -388,9 +388,12 @@ def copy_system_libraries(
         "allowed": sorted(allowed),
         "sysroot": sysroot,
     }
-    if last.get("key") == key:
-        resolved: dict[str, str] = last["resolved"]
-    else:
+    copied = last.get("copies", {})
+    resolved: dict[str, str] = last.get("resolved", {})
+    same = last.get("key") == key and all(
+        source_unchanged(path, copied.get(name)) for name, path in resolved.items()
+    )
+    if not same:
         # Look the libraries up as the bundle is without its copies: with them,
         # lddtree would find the copies themselves (through $ORIGIN).
         for name in previous:
@@ -399,17 +402,19 @@ def copy_system_libraries(
         resolved = look_up_libraries(bundle, users, allowed, sysroot)
     copies: dict[str, list[object]] = {}
     for name, path in sorted(resolved.items()):
-        source = os.path.realpath(path)
         destination = lib / name
-        made = last.get("copies", {}).get(name)
+        made = copied.get(name)
         if (
             name in previous
+            and made is not None
+            and source_unchanged(path, made)
             and destination.is_file()
             and not destination.is_symlink()
-            and made == [source, file_stamp(Path(source)), file_stamp(destination)]
+            and made[2] == file_stamp(destination)
         ):
             copies[name] = made
             continue
+        source = os.path.realpath(path)
         if destination.is_symlink() or destination.exists():
             destination.unlink()
         shutil.copy2(source, destination)
@@ -448,6 +453,19 @@ def look_up_libraries(
                     )
                 resolved.setdefault(name, library.path)
     return resolved
+
+
+def source_unchanged(path: str, made: list | None) -> bool:
+    """Whether the library `path` names is still the file a copy was `made`
+    from ([source, its stamp, the copy's stamp]): an upgrade of the system's
+    package changes it, and may change what it needs."""
+    source = os.path.realpath(path)
+    return (
+        bool(made)
+        and made[0] == source
+        and os.path.isfile(source)
+        and made[1] == file_stamp(Path(source))
+    )
 
 
 def copied_libraries(record: Path | None) -> set[str]:
