@@ -797,7 +797,8 @@ def add_system_libraries(contents: Contents, allowed: set[str]) -> list[str]:
         raise
     added = []
     for user in [*contents.extensions.values(), *contents.libraries.values()]:
-        for name, library in ldd(user).libraries.items():
+        # The C library's own needs are the C library's: not read for every user.
+        for name, library in ldd(user, exclude=frozenset(allowed)).libraries.items():
             if name in contents.libraries or name in allowed:
                 continue
             if not library.path:

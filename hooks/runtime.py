@@ -443,8 +443,12 @@ def look_up_libraries(
     carried = {path.name for path in bundle.rglob("*.so*")}
     resolved: dict[str, str] = {}
     ldpaths = sysroot_library_paths(sysroot) if sysroot else None
+    # Neither the C library (whose own needs are the C library's) nor what the
+    # bundle carries (each a user itself) is read again for every user: that
+    # took most of the time.
+    skipped = frozenset(allowed | carried)
     for user in users:
-        for name, library in ldd(user, ldpaths=ldpaths).libraries.items():
+        for name, library in ldd(user, ldpaths=ldpaths, exclude=skipped).libraries.items():
             if name not in carried and name not in allowed:
                 if not library.path:
                     raise HookError(
