@@ -14,12 +14,13 @@ it is missing or fails (offline, for one), the local artifacts above are used.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbum import local
@@ -54,6 +55,9 @@ class Artifacts:
     directory: Path
     provider: str  # "pyoxidizer" or "local"
     engine: str = "pyembed"
+    # What is left to make, which cargo does not need (the runtime's standard
+    # library and the app): run while cargo compiles (`produce(defer=True)`).
+    rest: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def pyo3_config(self) -> Path:
@@ -213,15 +217,18 @@ def produce(
     mode: str = "auto",
     timeout: float = PYOXIDIZER_TIMEOUT,
     requirements: Path | None = None,
+    defer: bool = False,
 ) -> Artifacts:
     """Artifacts into target/out: for pyembed, PyOxidizer's when it works, else
     the local stand-in; for pyo3, the vetted interpreter's configuration.
 
     `mode` is "auto", "pyoxidizer" (no fallback) or "local" (no PyOxidizer).
     `python` is the vetted interpreter, or None when it failed the check.
+    With `defer` (pyo3), what cargo does not need is left to the artifacts'
+    `rest`, for the caller to run while cargo compiles.
     """
     if project.engine == "pyo3":
-        return write_pyo3(project, python, mode, requirements)
+        return write_pyo3(project, python, mode, requirements, defer)
     # PyOxidizer overwrites its files in target/out; the local stand-in removes
     # the others and rewrites its two only when they change, so that a build
     # with nothing changed recompiles nothing.
@@ -310,11 +317,16 @@ def remove(path: Path) -> None:
 
 
 def write_pyo3(
-    project: Project, python: Interpreter | None, mode: str, requirements: Path | None = None
+    project: Project,
+    python: Interpreter | None,
+    mode: str,
+    requirements: Path | None = None,
+    defer: bool = False,
 ) -> Artifacts:
     """The pyo3 engine's artifacts: the vetted interpreter's runtime and pyo3
     configuration, rewritten only when they change, so cargo's cache stays
-    valid."""
+    valid. With `defer`, the runtime's standard library and the app are left
+    to the artifacts' `rest`."""
     if mode == "pyoxidizer":
         raise HookError(
             "--artifacts pyoxidizer needs the pyembed engine; this project uses pyo3.",
@@ -327,8 +339,11 @@ def write_pyo3(
         )
     directory = project.artifact_dir
     prepare_directory(directory, keep={PYO3_CONFIG, RUNTIME, ONEFILE, BUNDLE})
-    write_runtime(directory, python, packages.app_folder(project.root), requirements)
-    return Artifacts(directory, "local", engine="pyo3")
+    rest = start_runtime(directory, python, packages.app_folder(project.root), requirements)
+    if not defer:
+        rest()
+        rest = None
+    return Artifacts(directory, "local", engine="pyo3", rest=rest)
 
 
 def write_runtime(
@@ -337,7 +352,43 @@ def write_runtime(
     """The runtime, with the application (`app`, the project's python/
     folder) and the packages of `requirements` in its site-packages as they
     are now, and the pyo3 configuration that links its libpython."""
-    made = runtime.make(directory / RUNTIME, python)
+    start_runtime(directory, python, app, requirements)()
+
+
+def start_runtime(
+    directory: Path, python: Interpreter, app: Path | None, requirements: Path | None
+) -> Callable[[], None]:
+    """What cargo needs of the runtime: its libpython and the pyo3
+    configuration that links it. A requirements file to install is read
+    here, so that a line pip cannot take stops the build before cargo starts.
+    Returns the rest (`finish_runtime`), which cargo does not need."""
+    made = runtime.make_library(directory / RUNTIME, python)
+    stamp = directory / RUNTIME / packages.STAMP
+    if requirements is not None and not packages.unchanged(stamp, python):
+        packages.read_requirements(requirements)
+    extra = []
+    if python.sysroot:
+        # A cross linker does not look in the target's library folders for the
+        # libraries libpython needs (libz, libexpat), and checks libpython's
+        # symbols against the cross toolchain's C library, which may be older
+        # than the target's (Debian 12's 2.36 for sid's 3.14): the target's
+        # loader resolves them at run time. build.rs passes these on.
+        folders = runtime.sysroot_library_paths(python.sysroot)["conf"]
+        extra.append(f"cargo:rustc-link-arg=-Wl,-rpath-link,{':'.join(folders)}")
+        extra.append("cargo:rustc-link-arg=-Wl,--allow-shlib-undefined")
+    write_if_changed(
+        directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib), extra=extra)
+    )
+    return functools.partial(finish_runtime, directory, python, app, requirements)
+
+
+def finish_runtime(
+    directory: Path, python: Interpreter, app: Path | None, requirements: Path | None
+) -> None:
+    """The runtime's standard library, then the app and the packages of
+    `requirements` in its site-packages, each only when it changed."""
+    runtime.make_standard_library(directory / RUNTIME, python)
+    made = runtime.Runtime(directory / RUNTIME / "lib", Path(python.stdlib or "").name)
     site_packages = made.lib / made.python_dir / "site-packages"
     ran = packages.install(
         site_packages,
@@ -356,19 +407,6 @@ def write_runtime(
         say(f"Installed {what} into {site_packages} with pip.")
     elif what:
         say(f"Nothing changed in {what} since the last build: not installed again.")
-    extra = []
-    if python.sysroot:
-        # A cross linker does not look in the target's library folders for the
-        # libraries libpython needs (libz, libexpat), and checks libpython's
-        # symbols against the cross toolchain's C library, which may be older
-        # than the target's (Debian 12's 2.36 for sid's 3.14): the target's
-        # loader resolves them at run time. build.rs passes these on.
-        folders = runtime.sysroot_library_paths(python.sysroot)["conf"]
-        extra.append(f"cargo:rustc-link-arg=-Wl,-rpath-link,{':'.join(folders)}")
-        extra.append("cargo:rustc-link-arg=-Wl,--allow-shlib-undefined")
-    write_if_changed(
-        directory / PYO3_CONFIG, python.pyo3_config(lib_dir=str(made.lib), extra=extra)
-    )
 
 
 def write_if_changed(path: Path, text: str) -> None:

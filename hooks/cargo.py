@@ -193,28 +193,30 @@ def build(
     cargo = local[tool("cargo")][args]
     # cargo prints progress and diagnostics on stderr, passed on line by line
     # (and kept, to recognise a network failure), and one JSON message per line
-    # on stdout, which names the executable.
-    with local.cwd(project.root), local.env(**env):
-        process = cargo.popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        said: deque[str] = deque(maxlen=200)
-        relay = threading.Thread(target=_relay, args=(process.stderr, said), daemon=True)
-        relay.start()
-        executable = None
-        assert process.stdout is not None
-        try:
-            for line in process.stdout:
-                message = _json(line)
-                built = message.get("reason") == "compiler-artifact" and message.get("executable")
-                # The project's own program, rather than another binary target.
-                if built and (executable is None or message["target"]["name"] == project.name):
-                    executable = message["executable"]
-        except KeyboardInterrupt:
-            # Stop cargo too (a Ctrl-C reaches it anyway; a signal to us alone does not).
-            process.terminate()
-            process.wait()
-            raise
-        code = process.wait()
-        relay.join()
+    # on stdout, which names the executable. Its folder and environment are
+    # given to it alone: the runtime is made alongside (report.alongside).
+    process = cargo.popen(
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(project.root), env=env
+    )
+    said: deque[str] = deque(maxlen=200)
+    relay = threading.Thread(target=_relay, args=(process.stderr, said), daemon=True)
+    relay.start()
+    executable = None
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            message = _json(line)
+            built = message.get("reason") == "compiler-artifact" and message.get("executable")
+            # The project's own program, rather than another binary target.
+            if built and (executable is None or message["target"]["name"] == project.name):
+                executable = message["executable"]
+    except KeyboardInterrupt:
+        # Stop cargo too (a Ctrl-C reaches it anyway; a signal to us alone does not).
+        process.terminate()
+        process.wait()
+        raise
+    code = process.wait()
+    relay.join()
     if code != 0:
         if any(pattern in line for line in said for pattern in NETWORK_FAILURES):
             raise HookError(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from . import interpreter, migrate, toolenv
 from .interpreter import PYO3_RULE, Candidate, Interpreter
 from .project import PYOXIDIZER_TIMEOUT, Project
-from .report import HookError, code, keep_files, note, problem, say, step
+from .report import HookError, alongside, code, keep_files, note, problem, say, step
 
 if TYPE_CHECKING:
     from .bundle import Bundle
@@ -368,8 +368,9 @@ def build(project: Project, args: argparse.Namespace) -> Path:
     with step("Step 1 of 2: artifacts for build-mode-prebuilt-artifacts"):
         timeout = args.pyoxidizer_timeout or pyoxidizer_timeout()
         made = artifacts.produce(
-            project, python, target.triple, profile, args.artifacts, timeout, args.requirements
-        )
+            project, python, target.triple, profile, args.artifacts, timeout, args.requirements,
+            defer=True,
+        )  # fmt: skip
         say(f"Artifacts ({made.provider}) are in {made.directory}.")
     with step("Step 2 of 2: cargo build"):
         package = cargo.package(project)
@@ -378,7 +379,10 @@ def build(project: Project, args: argparse.Namespace) -> Path:
         linker = cargo.linker_environment(target, project)
         environment = {**made.environment, **linker}
         say("Environment: " + " ".join(f"{k}={v}" for k, v in environment.items()))
-        binary = cargo.build(project, made, features, args.target, not args.debug, linker)
+        binary = alongside(
+            made.rest,
+            lambda: cargo.build(project, made, features, args.target, not args.debug, linker),
+        )
     with step("The relocatable program"):
         result = bundle.assemble(
             project,

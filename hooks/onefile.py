@@ -50,7 +50,7 @@ from . import cargo, runtime
 from .artifacts import Artifacts, write_if_changed
 from .interpreter import Interpreter
 from .project import Project
-from .report import HookError, code, last_line, say, step
+from .report import HookError, alongside, code, last_line, say, step
 
 MAGIC = b"ONEFILE1"
 TRAILER = struct.Struct("<8s7Q")  # 64 bytes: see src/onefile.rs
@@ -869,17 +869,27 @@ def assemble(program: Path, payload: Path, out: Path) -> int:
     return size
 
 
-def make(
+@dataclass
+class Payload:
+    """The payload, made before the program it is appended to."""
+
+    path: Path
+    parts: dict[str, Part]
+    needs: dict[str, list[str]]  # library -> the entries that need it from the system
+    copied: list[str]  # --portable: the system libraries it carries
+    allowed: set[str]  # the libraries every glibc system has
+
+
+def prepare_payload(
     project: Project,
     python: Interpreter,
     probed: Probed,
     home: Path,
     python_dir: str,
-    program: Path,
-    out: Path,
     portable: bool,
-) -> OneFile:
-    """The payload from the runtime in `home` and the built `program`, into `out`."""
+) -> Payload:
+    """The payload from the runtime in `home`, made again only when an input
+    changed."""
     work = project.artifact_dir / folder_artifacts.ONEFILE
     contents = collect(home, python_dir, probed)
     for name in probed.left_out:
@@ -891,7 +901,7 @@ def make(
     allowed = set(runtime.GLIBC) | {"libgcc_s.so.1"}  # what every glibc system has
     if portable:
         copied = add_system_libraries(contents, allowed)
-    payload = work / "payload"
+    path = work / "payload"
     record = work / "payload.json"
     made_from = json.dumps(
         {
@@ -904,7 +914,7 @@ def make(
         sort_keys=True,
     )
     last = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    if payload.is_file() and last.get("made_from") == made_from and "needs" in last:
+    if path.is_file() and last.get("made_from") == made_from and "needs" in last:
         parts = {name: Part(**part) for name, part in last["parts"].items()}
         needs = last["needs"]
     else:
@@ -913,22 +923,27 @@ def make(
         stdlib = f"lib/{python_dir}"
         freeze(python, home, contents, starting_modules(contents, probed, stdlib), staged, stdlib)
         order = dependencies(contents)
-        parts = write_payload(home, python_dir, probed, contents, staged, order, payload)
+        parts = write_payload(home, python_dir, probed, contents, staged, order, path)
         needs = system_needs(contents, allowed)
         record.write_text(
             json.dumps({"made_from": made_from, "needs": needs,
                         "parts": {k: vars(v) for k, v in parts.items()}}),
             encoding="utf-8",
         )  # fmt: skip
+    return Payload(path, parts, needs, copied, allowed)
+
+
+def finish(made: Payload, probed: Probed, program: Path, out: Path) -> OneFile:
+    """The built `program` with the payload appended, into `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    size = assemble(program, payload, out)
+    size = assemble(program, made.path, out)
     return OneFile(
         path=out,
-        parts=parts,
+        parts=made.parts,
         program=size,
         libpython=libpython_size(probed),
-        needs=merged(needs, program_needs(program, allowed)),
-        copied=copied,
+        needs=merged(made.needs, program_needs(program, made.allowed)),
+        copied=made.copied,
     )
 
 
@@ -962,27 +977,37 @@ def build(
     profile = "debug" if args.debug else "release"
     with step("Step 1 of 2: artifacts (the runtime, and a static libpython to link)"):
         made = folder_artifacts.produce(
-            project, python, target.triple, profile, "local", requirements=args.requirements
-        )
+            project, python, target.triple, profile, "local", requirements=args.requirements,
+            defer=True,
+        )  # fmt: skip
         probed = probe(python, project, project.artifact_dir / folder_artifacts.ONEFILE)
         linked = artifacts(project, python, probed, args.portable)
         say(f"Artifacts are in {made.directory}; libpython: "
             f"{probed.static_dir / ('lib' + probed.static_name + '.a')}.")  # fmt: skip
         if probed.left_out:
             say(left_out_note(probed.left_out))
+    home, python_dir = made.directory / "runtime", Path(python.stdlib or "").name
+    prepared: list[Payload] = []
+
+    def make_payload() -> None:
+        """The runtime and the payload, which cargo does not need."""
+        if made.rest:
+            made.rest()
+        prepared.append(prepare_payload(project, python, probed, home, python_dir, args.portable))
+
     with step("Step 2 of 2: cargo build"):
         package = cargo.package(project)
         default = package["features"].get("default", [])
         features = [*cargo.prebuilt_features(default, target.windows), "onefile"]
         say(f"Features: {' '.join(features)}")
         say("Environment: " + " ".join(f"{k}={v}" for k, v in linked.environment.items()))
-        binary = cargo.build(project, linked, features, args.target, not args.debug)
+        binary = alongside(
+            make_payload,
+            lambda: cargo.build(project, linked, features, args.target, not args.debug),
+        )
     with step("The one-file program"):
         out = project.root / "dist" / f"{project.name}-{package['version']}-{target.triple}"
-        result = make(
-            project, python, probed, made.directory / "runtime", Path(python.stdlib or "").name,
-            binary, out, args.portable,
-        )  # fmt: skip
+        result = finish(prepared[0], probed, binary, out)
         report(result)
     return result.path
 

@@ -295,8 +295,9 @@ def pip_run(
     requirements: Path | None,
     folder: Path,
 ) -> None:
-    with local.cwd(folder):
-        code, out, err = pip[args].run(retcode=None, timeout=PIP_TIMEOUT)
+    # Run from `folder` without changing this process's: cargo may be running
+    # from another (report.alongside).
+    code, out, err = pip[args].run(retcode=None, timeout=PIP_TIMEOUT, cwd=str(folder))
     if code != 0:
         said = last_line(out, err)
         named = " and ".join(

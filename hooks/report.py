@@ -6,13 +6,18 @@ commands are never broken across lines, so they can be copied.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
 
 WIDTH = 79
 
@@ -45,12 +50,22 @@ def paragraph(text: str, prefix: str = "") -> str:
     )
 
 
+# What a thread running `alongside` says, kept until the main work is done.
+_held = threading.local()
+
+
+def out() -> TextIO:
+    """Where the hooks' messages go: standard output, or the buffer of a
+    thread run `alongside`."""
+    return getattr(_held, "buffer", None) or sys.stdout
+
+
 def say(text: str = "") -> None:
-    print(paragraph(text) if text else "", flush=True)
+    print(paragraph(text) if text else "", file=out(), flush=True)
 
 
 def note(text: str) -> None:
-    print(paragraph(text, "note: "), flush=True)
+    print(paragraph(text, "note: "), file=out(), flush=True)
 
 
 def problem(error: HookError) -> None:
@@ -59,7 +74,7 @@ def problem(error: HookError) -> None:
 
 def code(lines: str) -> None:
     """Commands to copy, indented and never wrapped."""
-    print(textwrap.indent(textwrap.dedent(lines).strip("\n"), "    "), flush=True)
+    print(textwrap.indent(textwrap.dedent(lines).strip("\n"), "    "), file=out(), flush=True)
 
 
 @contextmanager
@@ -68,12 +83,49 @@ def step(title: str, quiet: bool = False) -> Iterator[None]:
     if quiet:
         yield
         return
-    print(f"\n==> {title}", flush=True)
+    print(f"\n==> {title}", file=out(), flush=True)
     start = time.monotonic()
     try:
         yield
     finally:
-        print(f"==> {title}: {time.monotonic() - start:.1f} s", flush=True)
+        print(f"==> {title}: {time.monotonic() - start:.1f} s", file=out(), flush=True)
+
+
+def alongside(background: Callable[[], object] | None, foreground: Callable[[], T]) -> T:
+    """`foreground()` (cargo) here while `background()` (work that does not
+    need its result) runs in a thread; returns what `foreground` returns.
+    What `background` says is printed after `foreground` ends, so that
+    cargo's lines stay together; its error is raised then (when both fail,
+    it is shown and the foreground's raised). Neither side may change the
+    process's working folder or environment (plumbum's `local.cwd` and
+    `local.env`): they would change the other's."""
+    if background is None:
+        return foreground()
+    buffer = io.StringIO()
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        _held.buffer = buffer
+        try:
+            background()
+        except BaseException as error:  # raised in the main thread, below
+            failed.append(error)
+
+    thread = threading.Thread(target=work, name="alongside")
+    thread.start()
+    try:
+        result = foreground()
+    except BaseException as error:
+        thread.join()  # a Ctrl-C stops its commands too
+        print(buffer.getvalue(), end="", flush=True)
+        if isinstance(error, HookError) and failed and isinstance(failed[0], HookError):
+            problem(failed[0])  # both failed: each says why
+        raise
+    thread.join()
+    print(buffer.getvalue(), end="", flush=True)
+    if failed:
+        raise failed[0]
+    return result
 
 
 def keep_files(project: Path, command: str) -> None:

@@ -131,7 +131,18 @@ def patchelf(*args: str) -> None:
 
 def make(directory: Path, python: Interpreter) -> Runtime:
     """The runtime in `directory` (target/out/runtime), made again only when
-    the interpreter or LEFT_OUT changed since last time."""
+    the interpreter or LEFT_OUT changed since last time: `make_library`, then
+    `make_standard_library`."""
+    runtime = make_library(directory, python)
+    make_standard_library(directory, python)
+    return runtime
+
+
+def make_library(directory: Path, python: Interpreter) -> Runtime:
+    """The runtime's libpython, which cargo links: when the runtime in
+    `directory` is not the one `python` makes, the folder is emptied and
+    libpython copied (stripped, RUNPATH $ORIGIN). `make_standard_library`
+    completes it (while cargo compiles, in a build)."""
     if not (python.shared and python.instsoname and python.stdlib and python.libdir):
         raise HookError(
             f"{python.describe} has no shared libpython, which a relocatable program "
@@ -140,30 +151,35 @@ def make(directory: Path, python: Interpreter) -> Runtime:
             "--enable-shared pyenv install VERSION; Debian: libpython3.X-dev), or build "
             "with plain `cargo build`.",
         )
-    stdlib = Path(python.stdlib)
-    runtime = Runtime(directory / "lib", stdlib.name)
-    made_from = json.dumps(
-        {
-            "python": python.executable,
-            "version": python.version,
-            "left_out": LEFT_OUT,
-            # What the .pyc files record, and _sysconfigdata's prefix (since 0.x).
-            "paths": "inside the bundle",
-        },
-        sort_keys=True,
-    )
-    stamp = directory / STAMP
-    if stamp.is_file() and stamp.read_text(encoding="utf-8") == made_from:
+    runtime = Runtime(directory / "lib", Path(python.stdlib).name)
+    if is_current(directory, python):
         return runtime
+    library = runtime.lib / python.instsoname
     try:
         if directory.exists():
             shutil.rmtree(directory)
         runtime.lib.mkdir(parents=True)
-        library = runtime.lib / python.instsoname
         shutil.copy2(Path(python.libdir) / python.instsoname, library)
         library.chmod(0o755)
         (runtime.lib / f"lib{python.lib_name}.so").symlink_to(python.instsoname)
-        target = runtime.lib / runtime.python_dir
+    except OSError as error:
+        raise cannot_copy(python, directory, error) from error
+    strip_debug_information([library], strip_tool(python))
+    # libpython needs nothing beside it.
+    patchelf("--set-rpath", "$ORIGIN", str(library))
+    return runtime
+
+
+def make_standard_library(directory: Path, python: Interpreter) -> None:
+    """The rest of the runtime, after `make_library`: the standard library,
+    compiled, with its extension modules (stripped; they find libpython and,
+    with --portable, the copied libraries two folders up). The stamp written
+    last marks the runtime complete."""
+    if is_current(directory, python):
+        return
+    stdlib = Path(python.stdlib or "")
+    target = directory / "lib" / stdlib.name
+    try:
         copy = functools.partial(copy_in_sysroot, sysroot=python.sysroot)
         shutil.copytree(
             stdlib, target, ignore=shutil.ignore_patterns(*LEFT_OUT), copy_function=copy
@@ -176,24 +192,46 @@ def make(directory: Path, python: Interpreter) -> Runtime:
                 copy_function=copy,
             )
     except OSError as error:
-        raise HookError(
-            f"Cannot copy {python.describe}'s runtime into {directory} "
-            f"({error.strerror or error}).",
-            "Make the project's target folder writable, then run the build again.",
-        ) from error
+        raise cannot_copy(python, directory, error) from error
     relocate_sysconfigdata(target, python.base_prefix)
     compile_sourceless(python, target)
-    # A target's libraries need the target's binutils (aarch64-linux-gnu-strip).
-    strip_debug_information(
-        runtime.lib, f"{python.machine}-linux-gnu-strip" if python.emulated else "strip"
-    )
-    # libpython needs nothing beside it; extension modules find libpython and
-    # (with --portable) the copied libraries two folders up.
-    patchelf("--set-rpath", "$ORIGIN", str(library))
+    strip_debug_information(elf_files(target), strip_tool(python))
     for module in (target / "lib-dynload").glob("*.so"):
         patchelf("--set-rpath", "$ORIGIN/../..", str(module))
-    stamp.write_text(made_from, encoding="utf-8")
-    return runtime
+    (directory / STAMP).write_text(made_from(python), encoding="utf-8")
+
+
+def made_from(python: Interpreter) -> str:
+    """What a runtime is made from: its stamp's text."""
+    return json.dumps(
+        {
+            "python": python.executable,
+            "version": python.version,
+            "left_out": LEFT_OUT,
+            # What the .pyc files record, and _sysconfigdata's prefix (since 0.x).
+            "paths": "inside the bundle",
+        },
+        sort_keys=True,
+    )
+
+
+def is_current(directory: Path, python: Interpreter) -> bool:
+    """Whether `directory` holds the whole runtime `python` makes."""
+    stamp = directory / STAMP
+    return stamp.is_file() and stamp.read_text(encoding="utf-8") == made_from(python)
+
+
+def strip_tool(python: Interpreter) -> str:
+    """binutils' strip for the target: a target's libraries need the
+    target's (aarch64-linux-gnu-strip)."""
+    return f"{python.machine}-linux-gnu-strip" if python.emulated else "strip"
+
+
+def cannot_copy(python: Interpreter, directory: Path, error: OSError) -> HookError:
+    return HookError(
+        f"Cannot copy {python.describe}'s runtime into {directory} ({error.strerror or error}).",
+        "Make the project's target folder writable, then run the build again.",
+    )
 
 
 def copy_in_sysroot(source: str, destination: str, sysroot: str | None = None) -> str:
@@ -242,7 +280,7 @@ def relocate_sysconfigdata(stdlib: Path, prefix: str) -> None:
         )
 
 
-def strip_debug_information(lib: Path, tool: str = "strip") -> None:
+def strip_debug_information(paths: Iterable[Path], tool: str = "strip") -> None:
     """Debug information out of the copied libraries, as `make install-strip`
     does (a pyenv libpython is 30 MiB with it, 5 without), with binutils'
     strip when the machine has it (it comes with the C toolchain cargo links
@@ -251,7 +289,7 @@ def strip_debug_information(lib: Path, tool: str = "strip") -> None:
         strip = local[str(local.which(tool))]
     except CommandNotFound:
         return
-    for path in elf_files(lib):
+    for path in paths:
         strip["--strip-debug", str(path)].run(retcode=None)
 
 
