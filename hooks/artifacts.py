@@ -364,7 +364,8 @@ def start_runtime(
     Returns the rest (`finish_runtime`), which cargo does not need."""
     made = runtime.make_library(directory / RUNTIME, python)
     stamp = directory / RUNTIME / packages.STAMP
-    if requirements is not None and not packages.unchanged(stamp, python):
+    given = packages.inputs(app, requirements, live_app=False)
+    if requirements is not None and not packages.unchanged(stamp, python, given):
         packages.read_requirements(requirements)
     extra = []
     if python.sysroot:

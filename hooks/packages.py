@@ -98,7 +98,8 @@ def install(
             shutil.rmtree(site_packages)
         stamp.unlink(missing_ok=True)
         return False
-    if unchanged(stamp, python):
+    given = inputs(app, requirements, live_app)
+    if unchanged(stamp, python, given):
         return False
     sources = Sources()
     if requirements is not None:
@@ -107,7 +108,7 @@ def install(
         sources.requirements.insert(0, app / "pyproject.toml")
     elif app is not None:
         sources.local.insert(0, app)
-    made_from = sources.fingerprint(python)
+    made_from = {**sources.fingerprint(python), "given": given}
     stamp.unlink(missing_ok=True)  # an interrupted install is never taken for done
     if site_packages.exists():
         shutil.rmtree(site_packages)
@@ -118,9 +119,20 @@ def install(
     return True
 
 
-def unchanged(stamp: Path, python: Interpreter) -> bool:
-    """Whether the last installation's sources are all as they were: the
-    requirements are not even parsed again."""
+def inputs(app: Path | None, requirements: Path | None, live_app: bool) -> dict[str, object]:
+    """What an installation was asked for: the app, the requirements file
+    given (another file, or none, is another installation) and the mode."""
+    return {
+        "app": str(app.resolve()) if app else None,
+        "requirements": str(requirements.resolve()) if requirements else None,
+        "live_app": live_app,
+    }
+
+
+def unchanged(stamp: Path, python: Interpreter, given: dict[str, object]) -> bool:
+    """Whether the last installation was asked for the same (`given`, from
+    `inputs`) and its sources are all as they were: the requirements are not
+    even parsed again."""
     try:
         last = json.loads(stamp.read_text(encoding="utf-8"))
         sources = Sources(
@@ -128,7 +140,7 @@ def unchanged(stamp: Path, python: Interpreter) -> bool:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return sources.fingerprint(python) == last
+    return {**sources.fingerprint(python), "given": given} == last
 
 
 def read_requirements(file: Path) -> Sources:

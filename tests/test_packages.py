@@ -173,6 +173,28 @@ def test_every_change_to_the_app_or_a_local_requirement_installs_again_and_no_ch
     assert not (out / packages.STAMP).exists()
 
 
+def test_a_requirements_file_given_left_out_or_swapped_installs_again(
+    tmp_path: Path, python, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pip = FakePip(monkeypatch)
+    project = app(tmp_path / "python")
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("six\n")
+    second.write_text("six\n")  # the same text, another file
+    out = tmp_path / "out"
+    out.mkdir()
+
+    assert install(out, python, project, None)
+    # Before, the stamp held only the sources: a file given now was taken
+    # for installed (and one left out stayed in the program).
+    assert install(out, python, project, first)
+    assert not install(out, python, project, first)
+    assert install(out, python, project, second)
+    assert install(out, python, project, None)
+    assert not install(out, python, project, None)
+    assert pip.runs == [(project, None), (project, first), (project, second), (project, None)]
+
+
 def test_an_install_pip_cannot_make_is_reported_with_pips_last_line_and_retried_next_time(
     tmp_path: Path, python
 ) -> None:
