@@ -892,11 +892,10 @@ def prepare_payload(
     changed."""
     work = project.artifact_dir / folder_artifacts.ONEFILE
     contents = collect(home, python_dir, probed)
-    for name in probed.left_out:
-        if (STAND_INS / f"{name}.py").is_file():
-            relative = f"lib/{python_dir}/{name}.py"
-            contents.code.append(relative)
-            contents.stand_ins[relative] = STAND_INS / f"{name}.py"
+    for name, source in stand_ins(probed.left_out).items():
+        relative = f"lib/{python_dir}/{name}.py"
+        contents.code.append(relative)
+        contents.stand_ins[relative] = source
     copied: list[str] = []
     allowed = set(runtime.GLIBC) | {"libgcc_s.so.1"}  # what every glibc system has
     if portable:
@@ -1012,15 +1011,23 @@ def build(
     return result.path
 
 
+def stand_ins(modules: list[str]) -> dict[str, Path]:
+    """The pure-Python stand-ins (hooks/standins) for those of the built-in
+    `modules` the build leaves out that have one."""
+    return {
+        name: STAND_INS / f"{name}.py" for name in modules if (STAND_INS / f"{name}.py").is_file()
+    }
+
+
 def left_out_note(modules: list[str]) -> str:
-    stand_ins = [name for name in modules if (STAND_INS / f"{name}.py").is_file()]
+    replaced = list(stand_ins(modules))
     return (
         f"This Python's static library lacks the code of its built-in modules "
         f"{', '.join(modules)} (CPython's HACL* hash code): the one file leaves them out. "
         "hashlib takes MD5, SHA-1, SHA-2 and SHA-3 from OpenSSL, as python does"
         + (
-            f"; {', '.join(stand_ins)} is a pure-Python stand-in (BLAKE2, about 1 MB/s)."
-            if stand_ins
+            f"; {', '.join(replaced)} is a pure-Python stand-in (BLAKE2, about 1 MB/s)."
+            if replaced
             else "."
         )
     )
