@@ -388,8 +388,7 @@ def finish_runtime(
 ) -> None:
     """The runtime's standard library, then the app and the packages of
     `requirements` in its site-packages, each only when it changed."""
-    runtime.make_standard_library(directory / RUNTIME, python)
-    made = runtime.Runtime(directory / RUNTIME / "lib", Path(python.stdlib or "").name)
+    made = runtime.make_standard_library(directory / RUNTIME, python)
     site_packages = made.lib / made.python_dir / "site-packages"
     ran = packages.install(
         site_packages,

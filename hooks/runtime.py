@@ -133,9 +133,8 @@ def make(directory: Path, python: Interpreter) -> Runtime:
     """The runtime in `directory` (target/out/runtime), made again only when
     the interpreter or LEFT_OUT changed since last time: `make_library`, then
     `make_standard_library`."""
-    runtime = make_library(directory, python)
-    make_standard_library(directory, python)
-    return runtime
+    make_library(directory, python)
+    return make_standard_library(directory, python)
 
 
 def make_library(directory: Path, python: Interpreter) -> Runtime:
@@ -170,15 +169,16 @@ def make_library(directory: Path, python: Interpreter) -> Runtime:
     return runtime
 
 
-def make_standard_library(directory: Path, python: Interpreter) -> None:
+def make_standard_library(directory: Path, python: Interpreter) -> Runtime:
     """The rest of the runtime, after `make_library`: the standard library,
     compiled, with its extension modules (stripped; they find libpython and,
     with --portable, the copied libraries two folders up). The stamp written
     last marks the runtime complete."""
-    if is_current(directory, python):
-        return
     stdlib = Path(python.stdlib or "")
-    target = directory / "lib" / stdlib.name
+    runtime = Runtime(directory / "lib", stdlib.name)
+    if is_current(directory, python):
+        return runtime
+    target = runtime.lib / runtime.python_dir
     try:
         copy = functools.partial(copy_in_sysroot, sysroot=python.sysroot)
         shutil.copytree(
@@ -199,6 +199,7 @@ def make_standard_library(directory: Path, python: Interpreter) -> None:
     for module in (target / "lib-dynload").glob("*.so"):
         patchelf("--set-rpath", "$ORIGIN/../..", str(module))
     (directory / STAMP).write_text(made_from(python), encoding="utf-8")
+    return runtime
 
 
 def made_from(python: Interpreter) -> str:

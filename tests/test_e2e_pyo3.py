@@ -524,16 +524,23 @@ def test_run_build_makes_a_program_that_runs_moved_elsewhere_without_its_python(
     assert relocation.machine_paths(folder, project, prefix) == {}
 
 
+def prebuilt_project(tmp_path: Path, place: Place, builds: Builds) -> tuple[Path, dict[str, str]]:
+    """A new project, `built`, and the environment its `tools/hooks build`
+    needs to link `place`'s Python and share that Python's prebuilt target
+    folder with the other builds."""
+    project = render(tmp_path / "built", {"project_name": "built"})
+    return project, {
+        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
+        "PYO3_PYTHON": place.python,
+    }
+
+
 @pytest.mark.parametrize("place", minors("3.12"), indirect=True)
 def test_a_second_build_with_nothing_changed_recompiles_nothing(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
-    project = render(tmp_path / "built", {"project_name": "built"})
-    env = {
-        **os.environ,
-        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
-        "PYO3_PYTHON": place.python,
-    }
+    project, extra = prebuilt_project(tmp_path, place, builds)
+    env = {**os.environ, **extra}
     hooks = [sys.executable, "tools/hooks", "build"]
     first = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True,
                            timeout=1800, check=False)  # fmt: skip
@@ -559,12 +566,8 @@ def dist_files(project: Path) -> dict[str, tuple[int, int]]:
 def test_a_second_portable_build_with_nothing_changed_writes_no_file_of_dist_again(
     place: Place, builds: Builds, tmp_path: Path
 ) -> None:
-    project = render(tmp_path / "built", {"project_name": "built"})
-    env = {
-        **os.environ,
-        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
-        "PYO3_PYTHON": place.python,
-    }
+    project, extra = prebuilt_project(tmp_path, place, builds)
+    env = {**os.environ, **extra}
 
     def build(*options: str) -> str:
         done = subprocess.run([sys.executable, "tools/hooks", "build", *options], cwd=project,
@@ -602,11 +605,7 @@ def test_portable_carries_the_system_libraries_and_runs_in_a_minimal_debian_root
     place: Place, builds: Builds, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     root = request.getfixturevalue("minimal_root")
-    project = render(tmp_path / "built", {"project_name": "built"})
-    env = {
-        "CARGO_TARGET_DIR": str(builds.target_root / f"pyo3-{place.minor}-prebuilt"),
-        "PYO3_PYTHON": place.python,
-    }
+    project, env = prebuilt_project(tmp_path, place, builds)
     folder = relocation.build_portable(project, env)
     relocation.check_in_minimal_root(root, folder, tmp_path / "bundles")
 
